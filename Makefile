@@ -1,0 +1,62 @@
+# modelreg — the two set-up commands are `make demo` and `make test`. Everything bootstraps itself:
+# the virtualenv (.venv/), the pinned tools (built once into a cache outside the tree), the cluster.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/.dev/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export KUBECONFIG ?= $(CURDIR)/.dev/kubeconfig
+CLUSTER ?= local
+
+.PHONY: help venv tools cluster-up cluster-down lint fmt generate check unit e2e test demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[runtime,test,lint]'
+	@touch $@
+
+venv: $(VENV)/.stamp ## create or refresh the project's virtualenv in .venv/
+
+tools: ## build the pinned control-plane tools (only what is missing) and link them into .dev/bin/
+	@tools/build.sh
+
+cluster-up: tools venv ## start the local control plane and S3 server (idempotent)
+	@tools/cluster.sh up
+
+cluster-down: ## stop the local control plane and S3 server, leaving no process behind
+	@tools/cluster.sh down
+
+lint: venv ## ruff, mypy strict, import-linter
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: venv ## format the code
+	$(VENV)/bin/ruff format operator tests bench
+	$(VENV)/bin/ruff check --fix operator tests bench
+
+generate: venv ## regenerate the CRDs (and other generated files) from the code
+	$(PY) -m modelreg.api.crd crds
+
+check: generate ## fail if generated files drift from the code
+	@git diff --exit-code -- crds manifests || { echo "error: generated files drift from the code: run 'make generate' and commit" >&2; exit 1; }
+
+unit: venv ## unit tests (no cluster)
+	$(PY) -m pytest tests/unit -q
+
+e2e: cluster-up ## e2e tests against the local control plane and S3 server
+	$(PY) -m pytest tests/e2e -q
+
+test: lint check unit e2e ## everything: lint, drift check, unit, e2e
+
+bench: cluster-up ## benchmarks; writes bench/RESULTS.md
+	$(PY) -m bench
+
+clean: cluster-down ## remove .dev/ and .venv/
+	rm -rf .dev $(VENV)

@@ -1,0 +1,259 @@
+"""Renders the CustomResourceDefinitions of Model and ModelVersion from the pydantic schema.
+
+Called by `python -m modelreg.api.crd` (`make generate`, `make check`) and by the unit test that
+fails when `crds/` drifts from the code. Pydantic's JSON schema is turned into a structural
+OpenAPI v3 schema (refs inlined, nulls dropped, free-form maps marked) and the CEL rules that
+make the API server itself reject bad objects are attached here, each with a human message.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from modelreg.api.models import GROUP, VERSION, ModelSpec, ModelStatus, ModelVersionSpec, ModelVersionStatus
+
+_DROP = {"title", "default", "propertyNames", "examples"}
+
+Schema = dict[str, Any]
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    """Turn one pydantic JSON-schema node into its structural OpenAPI v3 form."""
+    if isinstance(node, list):
+        return [_structural(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(options) == 1:
+            return _structural({**options[0], **rest}, defs)
+    out: Schema = {}
+    for key, value in node.items():
+        if key in _DROP or key == "$defs":
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key == "additionalProperties":
+            if value is True or value == {}:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+            else:
+                out[key] = _structural(value, defs)
+        elif key == "const":
+            out["enum"] = [value]
+        else:
+            out[key] = _structural(value, defs)
+    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+def schema_of(model: type[BaseModel]) -> Schema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    result: Schema = _structural(raw, raw.get("$defs", {}))
+    return result
+
+
+def _rule(rule: str, message: str, **extra: str) -> dict[str, str]:
+    return {"rule": rule, "message": message, **extra}
+
+
+def _model_version_schema() -> Schema:
+    spec = schema_of(ModelVersionSpec)
+    props = spec["properties"]
+    props["model"]["x-kubernetes-validations"] = [
+        _rule("self == oldSelf", "spec.model is immutable: register a new ModelVersion instead")
+    ]
+    props["version"]["x-kubernetes-validations"] = [
+        _rule("self == oldSelf", "spec.version is immutable: register a new ModelVersion instead")
+    ]
+    artifact = props["artifact"]
+    artifact["x-kubernetes-validations"] = [
+        _rule(
+            "self == oldSelf",
+            "spec.artifact is immutable: a new artifact is a new version, register a new ModelVersion",
+        )
+    ]
+    artifact["properties"]["sha256"]["x-kubernetes-validations"] = [
+        _rule(
+            "self.matches('^[0-9a-fA-F]{64}$')",
+            "spec.artifact.sha256 must be exactly 64 hexadecimal characters (the output of sha256sum)",
+        )
+    ]
+    artifact["properties"]["uri"]["x-kubernetes-validations"] = [
+        _rule(
+            "self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^?#]+$')",
+            "spec.artifact.uri must look like s3://bucket/key (a lowercase bucket name and a non-empty key)",
+        ),
+        _rule(
+            "!self.split('/').exists(s, s == '..' || s == '.')",
+            "spec.artifact.uri must not contain '.' or '..' path segments",
+        ),
+    ]
+    for field in ("metrics", "params", "lineage"):
+        props[field]["x-kubernetes-validations"] = [
+            _rule(
+                "self.all(k, size(k) <= 253)",
+                f"spec.{field} keys must be at most 253 characters",
+            )
+        ]
+    return {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": schema_of(ModelVersionStatus),
+        },
+        "x-kubernetes-validations": [
+            _rule(
+                "self.metadata.name == self.spec.model + '-v' + string(self.spec.version)",
+                "metadata.name must be '<spec.model>-v<spec.version>', "
+                "for example credit-scoring-v3 for model credit-scoring version 3",
+            )
+        ],
+    }
+
+
+def _model_schema() -> Schema:
+    spec = schema_of(ModelSpec)
+    storage = spec["properties"]["storage"]
+    storage["properties"]["uri"]["x-kubernetes-validations"] = [
+        _rule(
+            "self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$')",
+            "spec.storage.uri must look like s3://bucket/prefix/ (a lowercase bucket name)",
+        ),
+        _rule(
+            "!self.split('/').exists(s, s == '..' || s == '.')",
+            "spec.storage.uri must not contain '.' or '..' path segments",
+        ),
+    ]
+    storage["properties"]["endpoint"]["x-kubernetes-validations"] = [
+        _rule(
+            "self == '' || self.matches('^https?://[^\\\\s]+$')",
+            "spec.storage.endpoint must be an http:// or https:// URL",
+        )
+    ]
+    gate = spec["properties"]["promotion"]["properties"]["gates"]["items"]
+    gate["x-kubernetes-validations"] = [
+        _rule("has(self.min) || has(self.max)", "a gate needs min, max or both"),
+        _rule(
+            "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "a gate's min must not exceed its max",
+        ),
+    ]
+    return {
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": schema_of(ModelStatus),
+        },
+        "x-kubernetes-validations": [
+            _rule(
+                "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && "
+                "size(self.metadata.name) <= 63",
+                "a Model's name must be a DNS-1035 label (a lowercase letter first, "
+                "at most 63 characters): it names the serving Service",
+            )
+        ],
+    }
+
+
+def _crd(kind: str, plural: str, short: str, schema: Schema, columns: list[dict[str, Any]]) -> Schema:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "modelreg"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
+                "categories": ["modelreg"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def crds() -> dict[str, Schema]:
+    """File name under crds/ -> CRD object."""
+    age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    return {
+        "modelreg.dev_models.yaml": _crd(
+            "Model",
+            "models",
+            "mdl",
+            _model_schema(),
+            [
+                {"name": "Production", "type": "integer", "jsonPath": ".status.productionVersion"},
+                {"name": "Latest", "type": "integer", "jsonPath": ".status.latestVersion"},
+                {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+                {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
+                age,
+            ],
+        ),
+        "modelreg.dev_modelversions.yaml": _crd(
+            "ModelVersion",
+            "modelversions",
+            "mv",
+            _model_version_schema(),
+            [
+                {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+                {"name": "Version", "type": "integer", "jsonPath": ".spec.version"},
+                {"name": "Desired", "type": "string", "jsonPath": ".spec.stage"},
+                {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ],
+        ),
+    }
+
+
+HEADER = "# Generated by `python -m modelreg.api.crd` from operator/modelreg/api/models.py. Do not edit.\n"
+
+
+def render(crd: Schema) -> str:
+    return HEADER + yaml.safe_dump(crd, sort_keys=False, width=100)
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1] if len(argv) > 1 else "crds")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, crd in crds().items():
+        (out / name).write_text(render(crd))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,287 @@
+"""The schema of modelreg's custom resources: Model and ModelVersion, group modelreg.dev.
+
+These pydantic models are THE schema. `modelreg.api.crd` renders the CustomResourceDefinitions in
+`crds/` from them (a unit test and `make check` fail on drift); the controller parses every object
+it receives through them; the SDK builds objects with them. Field names follow the Kubernetes
+camelCase convention on the wire and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+GROUP = "modelreg.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Bounds that keep every object small enough for etcd and every CEL rule within its cost budget.
+NAME_MAX = 63
+SHORT_STR = 253
+LONG_STR = 4096
+URI_MAX = 1024
+MAP_MAX = 64
+LIST_MAX = 32
+HISTORY_MAX = 20
+
+DNSName = Annotated[
+    str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
+ShortStr = Annotated[str, StringConstraints(max_length=SHORT_STR)]
+LongStr = Annotated[str, StringConstraints(max_length=LONG_STR)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=SHORT_STR)]
+
+
+class Stage(enum.StrEnum):
+    """A lifecycle stage, as in MLflow's model registry."""
+
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+
+class Phase(enum.StrEnum):
+    """Where a ModelVersion is in its life; `status.phase`."""
+
+    PENDING = "Pending"
+    VERIFYING = "Verifying"
+    BLOCKED = "Blocked"
+    READY = "Ready"
+    ROLLING = "Rolling"
+    SERVING = "Serving"
+    SUPERSEDED = "Superseded"
+    FAILED = "Failed"
+    ARCHIVED = "Archived"
+
+
+class ArtifactFormat(enum.StrEnum):
+    ONNX = "onnx"
+    SKLEARN = "sklearn"
+    SKOPS = "skops"
+    XGBOOST = "xgboost"
+    LIGHTGBM = "lightgbm"
+    CUSTOM = "custom"
+
+
+class Runtime(enum.StrEnum):
+    BUILTIN = "builtin"
+    MLSERVER = "mlserver"
+    CUSTOM = "custom"
+
+
+class _Wire(BaseModel):
+    """Base of every schema object: camelCase on the wire, unknown fields kept out."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=False
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, no unset optional fields."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+
+
+class SecretRef(_Wire):
+    name: DNSName = Field(description="Name of a Secret in the Model's namespace.")
+
+
+class Storage(_Wire):
+    uri: Annotated[str, StringConstraints(min_length=6, max_length=URI_MAX)] = Field(
+        description="s3://bucket/prefix/ under which every version's artifact must live."
+    )
+    endpoint: Annotated[str, StringConstraints(max_length=URI_MAX)] | None = Field(
+        default=None, description="Endpoint URL of an S3-compatible store; AWS when empty."
+    )
+    region: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Region of the bucket."
+    )
+    secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret in the same namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+    )
+
+
+class Gate(_Wire):
+    metric: Key = Field(description="Name of a metric in the version's spec.metrics.")
+    min: float | None = Field(default=None, description="The metric must be >= min.")
+    max: float | None = Field(default=None, description="The metric must be <= max.")
+
+
+class Promotion(_Wire):
+    gates: list[Gate] = Field(
+        default_factory=list,
+        max_length=LIST_MAX,
+        description="Every gate must pass for a version to enter Staging or Production.",
+    )
+
+
+class EnvVar(_Wire):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=SHORT_STR)]
+    value: LongStr | None = None
+    value_from: dict[str, Any] | None = Field(
+        default=None, description="As in a Pod's env[].valueFrom."
+    )
+
+
+class Serving(_Wire):
+    runtime: Runtime = Field(default=Runtime.BUILTIN, description="builtin | mlserver | custom.")
+    image: Annotated[str, StringConstraints(max_length=512)] = Field(
+        default="", description="Serving image; the operator's default when empty."
+    )
+    command: list[LongStr] = Field(default_factory=list, max_length=LIST_MAX)
+    args: list[LongStr] = Field(default_factory=list, max_length=LIST_MAX)
+    replicas: int = Field(default=1, ge=0, le=100)
+    port: int = Field(default=8080, ge=1024, le=65535)
+    resources: dict[str, Any] = Field(
+        default_factory=dict, description="As in a container's resources."
+    )
+    env: list[EnvVar] = Field(default_factory=list, max_length=LIST_MAX)
+    node_selector: dict[Key, ShortStr] = Field(default_factory=dict, max_length=MAP_MAX)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, max_length=LIST_MAX)
+    service_account_name: DNSName | None = None
+    progress_deadline_seconds: int = Field(default=300, ge=5, le=3600)
+
+
+class ModelSpec(_Wire):
+    description: LongStr = ""
+    owner: ShortStr = ""
+    tags: dict[Key, ShortStr] = Field(default_factory=dict, max_length=MAP_MAX)
+    storage: Storage | None = None
+    promotion: Promotion = Field(default_factory=Promotion)
+    serving: Serving = Field(default_factory=Serving)
+
+
+class Condition(_Wire):
+    type: Annotated[str, StringConstraints(max_length=64)]
+    status: Literal["True", "False", "Unknown"]
+    reason: Annotated[str, StringConstraints(max_length=128)] = ""
+    message: Annotated[str, StringConstraints(max_length=LONG_STR)] = ""
+    observed_generation: int | None = None
+    last_transition_time: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class ModelStatus(_Wire):
+    observed_generation: int | None = None
+    production_version: int | None = None
+    latest_version: int | None = None
+    endpoint: Annotated[str, StringConstraints(max_length=URI_MAX)] | None = None
+    conditions: list[Condition] = Field(default_factory=list, max_length=LIST_MAX)
+
+
+# ----------------------------------------------------------------------------------------------
+# ModelVersion
+
+
+class Artifact(_Wire):
+    uri: Annotated[str, StringConstraints(min_length=6, max_length=URI_MAX)] = Field(
+        description="s3://bucket/key of the artifact, under the Model's storage prefix."
+    )
+    sha256: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="Hex sha256 of the artifact's bytes."
+    )
+    format: ArtifactFormat = Field(default=ArtifactFormat.ONNX)
+
+
+class ModelVersionSpec(_Wire):
+    model: DNSName = Field(description="The Model in the same namespace.")
+    version: int = Field(ge=1, le=1_000_000, description="Version number, unique per Model.")
+    stage: Stage = Field(default=Stage.NONE, description="The desired stage.")
+    artifact: Artifact
+    framework: Annotated[str, StringConstraints(max_length=64)] = ""
+    description: LongStr = ""
+    metrics: dict[Key, float] = Field(default_factory=dict, max_length=MAP_MAX)
+    params: dict[Key, LongStr] = Field(default_factory=dict, max_length=MAP_MAX)
+    lineage: dict[Key, LongStr] = Field(default_factory=dict, max_length=MAP_MAX)
+
+
+class ArtifactStatus(_Wire):
+    verified: bool = False
+    uri: Annotated[str, StringConstraints(max_length=URI_MAX)] | None = None
+    sha256: Annotated[str, StringConstraints(max_length=64)] | None = None
+    size_bytes: int | None = None
+    etag: Annotated[str, StringConstraints(max_length=256)] | None = None
+    verified_at: Annotated[str, StringConstraints(max_length=64)] | None = None
+    message: Annotated[str, StringConstraints(max_length=LONG_STR)] | None = None
+
+
+class GateResult(_Wire):
+    metric: Key
+    min: float | None = None
+    max: float | None = None
+    actual: float | None = None
+    passed: bool
+    message: Annotated[str, StringConstraints(max_length=LONG_STR)] = ""
+
+
+class ServingStatus(_Wire):
+    deployment: Annotated[str, StringConstraints(max_length=NAME_MAX)] | None = None
+    service: Annotated[str, StringConstraints(max_length=NAME_MAX)] | None = None
+    ready_replicas: int | None = None
+    url: Annotated[str, StringConstraints(max_length=URI_MAX)] | None = None
+
+
+class HistoryEntry(_Wire):
+    stage: Stage
+    phase: Phase | None = None
+    at: Annotated[str, StringConstraints(max_length=64)]
+    reason: Annotated[str, StringConstraints(max_length=LONG_STR)] = ""
+
+
+class ModelVersionStatus(_Wire):
+    observed_generation: int | None = None
+    stage: Stage | None = None
+    phase: Phase | None = None
+    artifact: ArtifactStatus | None = None
+    gates: list[GateResult] = Field(default_factory=list, max_length=LIST_MAX)
+    serving: ServingStatus | None = None
+    failed_generation: int | None = Field(
+        default=None,
+        description="Generation whose rollout failed; not retried until the spec changes.",
+    )
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_MAX)
+    conditions: list[Condition] = Field(default_factory=list, max_length=LIST_MAX)
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole objects, as the controller and SDK see them
+
+
+class ObjectMeta(_Wire):
+    name: str
+    namespace: str = "default"
+    generation: int = 0
+    uid: str = ""
+    resource_version: str = ""
+    creation_timestamp: str | None = None
+    deletion_timestamp: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Model(_Wire):
+    api_version: Literal["modelreg.dev/v1alpha1"] = API_VERSION
+    kind: Literal["Model"] = "Model"
+    metadata: ObjectMeta
+    spec: ModelSpec = Field(default_factory=ModelSpec)
+    status: ModelStatus = Field(default_factory=ModelStatus)
+
+
+class ModelVersion(_Wire):
+    api_version: Literal["modelreg.dev/v1alpha1"] = API_VERSION
+    kind: Literal["ModelVersion"] = "ModelVersion"
+    metadata: ObjectMeta
+    spec: ModelVersionSpec
+    status: ModelVersionStatus = Field(default_factory=ModelVersionStatus)
+
+
+def version_name(model: str, version: int) -> str:
+    """The required name of a ModelVersion: `<model>-v<version>` (a CEL rule enforces it)."""
+    return f"{model}-v{version}"

@@ -1,0 +1,66 @@
+"""The operator's settings: one typed object, read once at start-up from MODELREG_* variables.
+
+`modelreg.controller` builds it in `main()` (command-line flags override the environment) and passes
+it down; domain code never reads `os.environ`. The model server has its own settings object in
+`modelreg.runtime`, because it runs in a different process with a different environment.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """Every knob of the operator. Environment: MODELREG_<FIELD>, e.g. MODELREG_NAMESPACES."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELREG_", extra="ignore")
+
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces to watch; all namespaces when empty (JSON list in the environment).",
+    )
+    serving_image: str = Field(
+        default="ghcr.io/modelreg/modelreg:0.1.0",
+        description="Image of the builtin runtime used when a Model's serving.image is empty.",
+    )
+    mlserver_image: str = Field(
+        default="docker.io/seldonio/mlserver:1.7.1",
+        description="Image used for serving.runtime: mlserver.",
+    )
+    cluster_domain: str = Field(
+        default="svc", description="Suffix of in-cluster Service hostnames in status.endpoint."
+    )
+    verify_chunk_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=64 * 1024, description="Read size when hashing artifacts."
+    )
+    verify_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Artifacts hashed at the same time."
+    )
+    store_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Connect/read timeout of each object-store call."
+    )
+    retry_initial_seconds: float = Field(
+        default=2.0, gt=0, description="First retry delay after a transient failure."
+    )
+    retry_max_seconds: float = Field(
+        default=60.0, gt=0, description="Longest retry delay (exponential backoff is capped here)."
+    )
+    api_qps_burst: int = Field(
+        default=32, ge=1, description="Kubernetes API calls in flight at once."
+    )
+    history_limit: int = Field(
+        default=20, ge=1, le=20, description="Stage-history entries kept in status."
+    )
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="Prometheus metrics port; 0 disables it."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address the metrics server binds.")
+    liveness_endpoint: str = Field(
+        default="http://127.0.0.1:8081/healthz",
+        description="Kopf's liveness probe endpoint; empty disables it.",
+    )
+    runtime_allow_pickle: bool = Field(
+        default=False,
+        description="Let the builtin runtime load format 'sklearn' (pickle/joblib runs code).",
+    )

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds the pinned local-control-plane tools from their wrapper modules (tools/<tool>/) into a
+# cache outside the work tree, keyed by tool and version, and links them into .dev/bin/.
+# Only what is missing is built. Called by `make tools`.
+#
+#   MODELREG_TOOLS_CACHE  cache root (default: ${XDG_CACHE_HOME:-~/.cache}/modelreg/tools)
+#   MODELREG_BIN_DIR      where links go (default: <repo>/.dev/bin)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+# shellcheck source=/dev/null
+. "$here/versions.env"
+cache=${MODELREG_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelreg/tools}
+bindir=${MODELREG_BIN_DIR:-$repo/.dev/bin}
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "error: the Go toolchain is not on PATH. It is needed once, to build the pinned control-plane" >&2
+  echo "       tools (tools/versions.env). Install Go >= 1.26 (https://go.dev/doc/install) and rerun 'make tools'." >&2
+  exit 3
+fi
+gov=$(go env GOVERSION)
+case $gov in
+  go1.2[6-9]*|go1.[3-9][0-9]*) ;;
+  *) echo "error: $gov is too old: kwok $KWOK_VERSION needs Go >= 1.26" >&2; exit 3 ;;
+esac
+# Never fetch another toolchain: the machines here reach the module proxy, not toolchain downloads.
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+builddate=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+# build NAME VERSION "BINARIES" -- go build args...
+build() {
+  local name=$1 ver=$2 bins=$3; shift 3
+  local dest="$cache/$name-$ver" ok=1 b
+  for b in $bins; do [ -x "$dest/$b" ] || ok=0; done
+  if [ $ok = 1 ]; then
+    echo "tools: $name $ver cached in $dest"
+  else
+    echo "tools: building $name $ver ($bins) ..."
+    local t0=$SECONDS tmp="$dest.tmp.$$"
+    rm -rf "$tmp"; mkdir -p "$tmp"
+    (cd "$here/$name" && go build -trimpath -o "$tmp/${OUT:-}" "$@")
+    rm -rf "$dest"; mv "$tmp" "$dest"
+    echo "tools: built $name $ver in $((SECONDS - t0))s"
+  fi
+  mkdir -p "$bindir"
+  for b in $bins; do ln -sfn "$dest/$b" "$bindir/$b"; done
+}
+
+k8s_minor=${KUBERNETES_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
+vpkg=k8s.io/component-base/version
+build k8s "$KUBERNETES_VERSION" "kube-apiserver kube-controller-manager kube-scheduler kubectl" \
+  -ldflags "-s -w -X $vpkg.gitVersion=$KUBERNETES_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$k8s_minor -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=$builddate" \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+
+# etcd's main package is the root of its server module, so go would name the binary "server".
+OUT=etcd build etcd "$ETCD_VERSION" "etcd" -ldflags "-s -w" go.etcd.io/etcd/server/v3
+
+kpkg=sigs.k8s.io/kwok/pkg/consts
+build kwok "$KWOK_VERSION" "kwok kwokctl" \
+  -ldflags "-s -w -X $kpkg.Version=${KWOK_VERSION#v} -X $kpkg.KubeVersion=${KUBERNETES_VERSION#v}" \
+  sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+
+hpkg=helm.sh/helm/v3
+build helm "$HELM_VERSION" "helm" \
+  -ldflags "-s -w -X $hpkg/internal/version.version=$HELM_VERSION -X $hpkg/internal/version.gitTreeState=clean -X $hpkg/pkg/chartutil.k8sVersionMajor=1 -X $hpkg/pkg/chartutil.k8sVersionMinor=$k8s_minor -X $hpkg/pkg/lint/rules.k8sVersionMajor=1 -X $hpkg/pkg/lint/rules.k8sVersionMinor=$k8s_minor" \
+  helm.sh/helm/v3/cmd/helm
+
+build versitygw "$VERSITYGW_VERSION" "versitygw" \
+  -ldflags "-s -w -X main.Version=$VERSITYGW_VERSION -X main.Build=release" \
+  github.com/versity/versitygw/cmd/versitygw
+echo "tools: linked into $bindir"
