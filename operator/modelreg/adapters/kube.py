@@ -1,0 +1,253 @@
+"""The Kubernetes API, seen through one narrow adapter: the only module that imports `kubernetes`.
+
+The controller (`modelreg.controller`) and the SDK (`modelreg.sdk`) call it. Library exceptions end
+here: every `ApiException` or connection failure becomes a `KubeError` subclass with a human message.
+The client library is synchronous, so async callers go through `asyncio.to_thread` (`Kube.call`);
+the SDK, which is synchronous, calls the plain methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from modelreg.api.models import GROUP, VERSION
+
+T = TypeVar("T")
+Body = dict[str, Any]
+
+MODELS = "models"
+MODEL_VERSIONS = "modelversions"
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    """409: AlreadyExists on create, or a stale resourceVersion on update."""
+
+
+class Forbidden(KubeError):
+    pass
+
+
+class Invalid(KubeError):
+    """422/400: the API server (schema, CEL rules or admission) rejected the object."""
+
+
+class Unavailable(KubeError):
+    """The API server could not be reached or answered 5xx/429: worth retrying."""
+
+
+class ConfigError(KubeError):
+    """No usable kubeconfig or in-cluster configuration."""
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        body = {}
+    msg = body.get("message") if isinstance(body, dict) else None
+    return str(msg or exc.reason or f"HTTP {exc.status}")
+
+
+def translate(exc: Exception) -> KubeError:
+    """Map a client-library exception onto our error types (the one boundary, STYLE rule 3)."""
+    if isinstance(exc, KubeError):
+        return exc
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        msg = _message(exc)
+        if status == 404:
+            return NotFound(msg, status)
+        if status == 409:
+            return Conflict(msg, status)
+        if status in (401, 403):
+            return Forbidden(msg, status)
+        if status in (400, 422):
+            return Invalid(msg, status)
+        if status == 429 or status >= 500 or status == 0:
+            return Unavailable(msg or "the API server is unavailable", status or None)
+        return KubeError(msg, status)
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+        return Unavailable(f"cannot reach the Kubernetes API server: {exc.__class__.__name__}")
+    if isinstance(exc, ConfigException):
+        return ConfigError(f"no usable Kubernetes configuration: {exc}")
+    return KubeError(f"{exc.__class__.__name__}: {exc}")
+
+
+def api_client(
+    kubeconfig: str | None = None, context: str | None = None, *, pool: int = 32
+) -> client.ApiClient:
+    """An ApiClient from a kubeconfig (or $KUBECONFIG, ~/.kube/config), else in-cluster config."""
+    cfg = client.Configuration()
+    try:
+        try:
+            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+        except ConfigException:
+            if kubeconfig or context:
+                raise
+            config.load_incluster_config(client_configuration=cfg)
+    except (ConfigException, OSError) as e:
+        raise ConfigError(
+            f"no usable Kubernetes configuration ({e}); set KUBECONFIG or pass --kubeconfig"
+        ) from e
+    cfg.connection_pool_maxsize = pool
+    cfg.retries = False
+    return client.ApiClient(cfg)
+
+
+class Kube:
+    """The calls modelreg makes, each translated; thread-safe (one ApiClient, pooled)."""
+
+    def __init__(self, api: client.ApiClient, *, request_timeout: float = 30.0) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.timeout = request_timeout
+        self._lock = threading.Lock()
+        self.requests = 0  # API calls made: the benchmarks report requests per version
+
+    def _do(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            self.requests += 1
+        try:
+            return fn(*args, _request_timeout=self.timeout, **kwargs)
+        except Exception as e:
+            raise translate(e) from e
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one (blocking) call of this adapter in a worker thread."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # -- modelreg.dev objects ------------------------------------------------------------------
+
+    def get_object(self, plural: str, namespace: str, name: str) -> Body:
+        result: Body = self._do(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+        )
+        return result
+
+    def list_objects(self, plural: str, namespace: str, label_selector: str = "") -> list[Body]:
+        result = self._do(
+            self.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            label_selector=label_selector,
+        )
+        items: list[Body] = result.get("items", [])
+        return items
+
+    def create_object(self, plural: str, namespace: str, body: Body) -> Body:
+        result: Body = self._do(
+            self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
+        )
+        return result
+
+    def patch_object(self, plural: str, namespace: str, name: str, patch: Body) -> Body:
+        """JSON merge patch of a modelreg object's spec or metadata (clients only, never the operator)."""
+        result: Body = self._do(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            patch,
+        )
+        return result
+
+    def delete_object(self, plural: str, namespace: str, name: str) -> None:
+        self._do(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> Body:
+        """Merge-patch `status` through the status subresource: the operator's only write to us."""
+        result: Body = self._do(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": status},
+        )
+        return result
+
+    # -- children --------------------------------------------------------------------------------
+
+    def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """The decoded data of a Secret. Values are credentials: never log or store them."""
+        import base64  # noqa: PLC0415 - only this call needs it
+
+        secret = self._do(self.core.read_namespaced_secret, name, namespace)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def apply_deployment(self, namespace: str, body: Body) -> Body:
+        """Create the Deployment, or replace its spec when it differs (no write when equal)."""
+        name = body["metadata"]["name"]
+        try:
+            created: Body = self.api.sanitize_for_serialization(
+                self._do(self.apps.create_namespaced_deployment, namespace, body)
+            )
+            return created
+        except Conflict:
+            pass
+        patched: Body = self.api.sanitize_for_serialization(
+            self._do(self.apps.patch_namespaced_deployment, name, namespace, body)
+        )
+        return patched
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        try:
+            self._do(
+                self.apps.delete_namespaced_deployment,
+                name,
+                namespace,
+                propagation_policy="Background",
+            )
+        except NotFound:
+            pass
+
+    def apply_service(self, namespace: str, body: Body) -> Body:
+        name = body["metadata"]["name"]
+        try:
+            created: Body = self.api.sanitize_for_serialization(
+                self._do(self.core.create_namespaced_service, namespace, body)
+            )
+            return created
+        except Conflict:
+            pass
+        patched: Body = self.api.sanitize_for_serialization(
+            self._do(self.core.patch_namespaced_service, name, namespace, body)
+        )
+        return patched
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        try:
+            self._do(self.core.delete_namespaced_service, name, namespace)
+        except NotFound:
+            pass
+
+    def create_event(self, namespace: str, body: Body) -> None:
+        self._do(self.core.create_namespaced_event, namespace, body)
