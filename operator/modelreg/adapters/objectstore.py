@@ -1,0 +1,581 @@
+"""The object-store adapter: the only code in modelreg that talks to S3 (through boto3).
+
+Callers: the operator verifies artifacts with `ObjectStore.head`/`sha256`, the model server
+(`modelreg.runtime`) fetches them with `download`, the SDK publishes them with `upload`. All of
+them see only this module's types: every botocore/boto3 exception is translated here into a
+`StoreError` subclass (`raise ... from e`), and no message ever carries a credential.
+
+The blocking boto3 calls run in worker threads (`asyncio.to_thread`), so the async callers never
+block their event loop. Hashing always streams in `chunk_bytes` reads: memory stays constant
+whatever the artifact's size. S3's own `ChecksumSHA256` is deliberately never used: for a
+multipart upload it is a checksum of part checksums, not the sha256 of the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "AccessDenied",
+    "Digest",
+    "DigestMismatch",
+    "InvalidURI",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "S3Location",
+    "StoreConfig",
+    "StoreError",
+    "StoreUnavailable",
+]
+
+# S3's multipart rules: every part but the last is at least 5 MiB; at most 10,000 parts.
+_MIN_PART_BYTES = 5 * 1024 * 1024
+_MAX_PARTS = 10_000
+_KEY_MAX_BYTES = 1024
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9]$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchUpload"})
+_DENIED_CODES = frozenset(
+    {
+        "403",
+        "AccessDenied",
+        "Forbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "AllAccessDisabled",
+        "AccountProblem",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "503",
+        "500",
+        "502",
+        "504",
+    }
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors
+
+
+class StoreError(Exception):
+    """Base of every object-store failure. The message is for humans and free of credentials."""
+
+
+class InvalidURI(StoreError):
+    """The string is not an `s3://bucket/key` this adapter accepts."""
+
+
+class ObjectNotFound(StoreError):
+    """The object or its bucket does not exist."""
+
+
+class AccessDenied(StoreError):
+    """The store refused the credentials (missing, wrong, or without permission)."""
+
+
+class StoreUnavailable(StoreError):
+    """A transient failure: connection refused/reset, timeout, 5xx, throttling. Retry later."""
+
+
+class DigestMismatch(StoreError):
+    """The bytes' sha256 is not the one expected."""
+
+    def __init__(self, uri: str, expected: str, actual: str) -> None:
+        super().__init__(f"sha256 of {uri} is {actual}, expected {expected}")
+        self.uri = uri
+        self.expected = expected
+        self.actual = actual
+
+
+# ------------------------------------------------------------------------------------------------
+# Values
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """An object (or, for `is_under`, a prefix) in a bucket: `s3://bucket/key`."""
+
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Location:
+        """Parse `s3://bucket/key`; raise InvalidURI for anything else (including an empty key)."""
+        loc = cls._parse(uri)
+        if not loc.key:
+            raise InvalidURI(f"{uri!r} names a bucket, not an object: add a key after the bucket")
+        return loc
+
+    @classmethod
+    def parse_prefix(cls, uri: str) -> S3Location:
+        """Like `parse`, but a bare bucket (`s3://bucket` or `s3://bucket/`) is accepted."""
+        return cls._parse(uri)
+
+    @classmethod
+    def _parse(cls, uri: str) -> S3Location:
+        if not isinstance(uri, str):
+            raise InvalidURI(f"expected an s3:// URI string, got {type(uri).__name__}")
+        scheme, sep, rest = uri.partition("://")
+        if not sep or scheme.lower() != "s3":
+            shown = uri if len(uri) <= 80 else uri[:77] + "..."
+            raise InvalidURI(f"{shown!r} is not an s3:// URI (expected s3://bucket/key)")
+        bucket, _, key = rest.partition("/")
+        if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+            raise InvalidURI(
+                f"{uri!r}: bucket {bucket!r} is not a valid bucket name "
+                "(3-63 lowercase letters, digits, '.', '-')"
+            )
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+            raise InvalidURI(f"{uri!r}: the key contains control characters")
+        if len(key.encode("utf-8")) > _KEY_MAX_BYTES:
+            raise InvalidURI(f"{uri!r}: the key is longer than {_KEY_MAX_BYTES} bytes")
+        segments = key.split("/")
+        if any(s in (".", "..") for s in segments):
+            raise InvalidURI(f"{uri!r}: '.' and '..' segments are not allowed in a key")
+        return cls(bucket=bucket, key=key)
+
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def __str__(self) -> str:
+        return self.uri()
+
+    def is_under(self, prefix: S3Location) -> bool:
+        """True when this object lies under `prefix`, the prefix's key taken as a directory.
+
+        `s3://b/a/b/x` is under `s3://b/a/b` and `s3://b/a/b/`, but `s3://b/a/bc` is not, and a
+        prefix is not under itself.
+        """
+        if self.bucket != prefix.bucket:
+            return False
+        directory = prefix.key.rstrip("/")
+        if not directory:
+            return bool(self.key)
+        head = directory + "/"
+        return self.key.startswith(head) and len(self.key) > len(head)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the store is and how to sign in. None means boto3's default (AWS, its credential
+    chain). Credentials are kept out of repr/str."""
+
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # Environment variables arrive as "" when unset in a pod spec; "" means "not given".
+        for name in ("endpoint", "region", "access_key_id", "secret_access_key"):
+            if getattr(self, name) == "":
+                object.__setattr__(self, name, None)
+        if self.endpoint is not None:
+            parts = urlsplit(self.endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidURI(
+                    f"object-store endpoint {_redact_url(self.endpoint)!r} is not an "
+                    "http:// or https:// URL"
+                )
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise AccessDenied(
+                "object-store credentials are incomplete: set both AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or neither"
+            )
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class Digest:
+    sha256: str
+    size: int
+    etag: str
+
+
+# ------------------------------------------------------------------------------------------------
+# The store
+
+
+class ObjectStore:
+    """Async facade over one boto3 S3 client. Safe to share between tasks; call `close()` once."""
+
+    def __init__(
+        self,
+        config: StoreConfig,
+        *,
+        timeout: float = 10.0,
+        chunk_bytes: int = 8 * 1024 * 1024,
+        max_attempts: int = 2,
+    ) -> None:
+        if chunk_bytes < 64 * 1024:
+            raise ValueError("chunk_bytes must be at least 64 KiB")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._config = config
+        self._chunk = chunk_bytes
+        self._secrets = tuple(s for s in (config.access_key_id, config.secret_access_key) if s)
+        boto_config = botocore.config.Config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            s3={"addressing_style": "path"} if config.endpoint else None,
+        )
+        try:
+            session = boto3.session.Session()
+            self._client: S3Client = session.client(
+                "s3",
+                endpoint_url=config.endpoint,
+                region_name=config.region,
+                aws_access_key_id=config.access_key_id,
+                aws_secret_access_key=config.secret_access_key,
+                config=boto_config,
+            )
+        except (botocore.exceptions.BotoCoreError, ValueError) as e:
+            raise StoreError(
+                f"cannot configure the object-store client: {self._scrub(str(e))}"
+            ) from e
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self._config!r})"
+
+    # -- public API --------------------------------------------------------------------------
+
+    async def head(self, uri: str) -> ObjectInfo:
+        """Size and ETag of the object at `uri`."""
+        loc = S3Location.parse(uri)
+        return await asyncio.to_thread(self._head, loc)
+
+    async def sha256(self, uri: str) -> Digest:
+        """Stream the object and return its sha256 (hex), size and ETag. Constant memory."""
+        loc = S3Location.parse(uri)
+        return await asyncio.to_thread(self._hash_object, loc, None)
+
+    async def download(self, uri: str, dest: Path, expected_sha256: str) -> Digest:
+        """Fetch `uri` to `dest`, verified: the bytes land at `dest` only if their sha256 is
+        `expected_sha256`; otherwise nothing is left behind and DigestMismatch is raised."""
+        loc = S3Location.parse(uri)
+        expected = _normalize_sha256(expected_sha256)
+        return await asyncio.to_thread(self._download, loc, Path(dest), expected)
+
+    async def upload(self, src: Path, uri: str, *, content_type: str | None = None) -> Digest:
+        """Upload the file `src` to `uri`, streamed (multipart above one chunk), hashing on the
+        way; returns the sha256 of exactly the bytes sent."""
+        loc = S3Location.parse(uri)
+        return await asyncio.to_thread(self._upload, Path(src), loc, content_type)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+    # -- blocking workers (run in threads) ----------------------------------------------------
+
+    def _head(self, loc: S3Location) -> ObjectInfo:
+        try:
+            resp = self._client.head_object(Bucket=loc.bucket, Key=loc.key)
+        except Exception as e:  # translated, never leaked
+            self._translate(e, loc, "head")
+        return ObjectInfo(size=int(resp["ContentLength"]), etag=_etag(resp.get("ETag")))
+
+    def _hash_object(self, loc: S3Location, sink: IO[bytes] | None) -> Digest:
+        """GET the object, hash it in chunks, and write each chunk to `sink` if given."""
+        h = hashlib.sha256()
+        size = 0
+        try:
+            resp = self._client.get_object(Bucket=loc.bucket, Key=loc.key)
+        except Exception as e:
+            self._translate(e, loc, "get")
+        body = resp["Body"]
+        expected_size = int(resp.get("ContentLength", -1))
+        try:
+            for chunk in _chunks(body, self._chunk):
+                h.update(chunk)
+                size += len(chunk)
+                if sink is not None:
+                    _write(sink, chunk)
+        except _LocalWriteError:
+            raise
+        except Exception as e:
+            self._translate(e, loc, "read")
+        finally:
+            with contextlib.suppress(Exception):
+                body.close()
+        if expected_size >= 0 and size != expected_size:
+            raise StoreUnavailable(
+                f"read {size} of {expected_size} bytes of {loc.uri()}: the transfer was cut short"
+            )
+        return Digest(sha256=h.hexdigest(), size=size, etag=_etag(resp.get("ETag")))
+
+    def _download(self, loc: S3Location, dest: Path, expected: str) -> Digest:
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{dest.name}.", suffix=".part", dir=dest.parent
+            )
+        except OSError as e:
+            raise StoreError(f"cannot write into {dest.parent}: {e.strerror or e}") from e
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                digest = self._hash_object(loc, sink)
+                sink.flush()
+                os.fsync(sink.fileno())
+            if digest.sha256 != expected:
+                raise DigestMismatch(loc.uri(), expected, digest.sha256)
+            os.replace(tmp, dest)
+        except _LocalWriteError as e:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {dest}: {e.reason}") from e.__cause__
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return digest
+
+    def _upload(self, src: Path, loc: S3Location, content_type: str | None) -> Digest:
+        try:
+            f = src.open("rb")
+            total = os.fstat(f.fileno()).st_size
+        except OSError as e:
+            raise StoreError(f"cannot read {src}: {e.strerror or e}") from e
+        extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+        # Parts must be >= 5 MiB and <= 10,000 of them; grow the part size for huge files.
+        part = max(self._chunk, _MIN_PART_BYTES, -(-total // _MAX_PARTS))
+        with f:
+            if total <= part:
+                return self._put_single(f, src, loc, extra)
+            return self._put_multipart(f, src, loc, part, extra)
+
+    def _put_single(
+        self, f: IO[bytes], src: Path, loc: S3Location, extra: dict[str, Any]
+    ) -> Digest:
+        data = _read(f, src, -1)
+        try:
+            resp = self._client.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **extra)
+        except Exception as e:
+            self._translate(e, loc, "put")
+        return Digest(
+            sha256=hashlib.sha256(data).hexdigest(), size=len(data), etag=_etag(resp.get("ETag"))
+        )
+
+    def _put_multipart(
+        self, f: IO[bytes], src: Path, loc: S3Location, part: int, extra: dict[str, Any]
+    ) -> Digest:
+        try:
+            upload_id = self._client.create_multipart_upload(
+                Bucket=loc.bucket, Key=loc.key, **extra
+            )["UploadId"]
+        except Exception as e:
+            self._translate(e, loc, "start upload")
+        h = hashlib.sha256()
+        size = 0
+        parts: list[dict[str, Any]] = []
+        try:
+            while chunk := _read(f, src, part):
+                h.update(chunk)
+                size += len(chunk)
+                number = len(parts) + 1
+                try:
+                    resp = self._client.upload_part(
+                        Bucket=loc.bucket,
+                        Key=loc.key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                    )
+                except Exception as e:
+                    self._translate(e, loc, f"upload part {number}")
+                parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+            try:
+                done = self._client.complete_multipart_upload(
+                    Bucket=loc.bucket,
+                    Key=loc.key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                )
+            except Exception as e:
+                self._translate(e, loc, "complete upload")
+        except BaseException:
+            # Best effort: an abandoned multipart upload costs storage until a lifecycle rule.
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(
+                    Bucket=loc.bucket, Key=loc.key, UploadId=upload_id
+                )
+            raise
+        return Digest(sha256=h.hexdigest(), size=size, etag=_etag(done.get("ETag")))
+
+    # -- error translation --------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return _redact_urls_in(text)
+
+    def _translate(self, e: BaseException, loc: S3Location, action: str) -> NoReturn:
+        """Map a boto3/botocore/network exception to a StoreError; always raises."""
+        where = f"{action} {loc.uri()}"
+        if isinstance(e, StoreError):
+            raise e
+        if isinstance(e, botocore.exceptions.ClientError):
+            err = e.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            detail = self._scrub(str(err.get("Message") or code or f"HTTP {status}"))
+            if code in _NOT_FOUND_CODES or status == 404:
+                what = "bucket" if code == "NoSuchBucket" else "object"
+                raise ObjectNotFound(f"{where}: no such {what} ({code or status}: {detail})") from e
+            if code in _DENIED_CODES or status == 403:
+                raise AccessDenied(
+                    f"{where}: access denied ({code or status}: {detail}); check the "
+                    "credentials Secret and the bucket policy"
+                ) from e
+            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+                raise StoreUnavailable(
+                    f"{where}: the store is unavailable ({code or status}: {detail})"
+                ) from e
+            raise StoreError(f"{where}: {code or status}: {detail}") from e
+        if isinstance(
+            e, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)
+        ):
+            raise AccessDenied(
+                f"{where}: no usable object-store credentials (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, e.g. from the storage secretRef)"
+            ) from e
+        if isinstance(e, botocore.exceptions.ParamValidationError):
+            raise InvalidURI(f"{where}: {self._scrub(str(e))}") from e
+        if isinstance(
+            e,
+            (
+                botocore.exceptions.ConnectionError,  # refused, connect timeout, proxy, TLS
+                botocore.exceptions.HTTPClientError,  # read timeouts, resets
+                botocore.exceptions.IncompleteReadError,
+                botocore.exceptions.ResponseStreamingError,
+                botocore.exceptions.CredentialRetrievalError,
+                ConnectionError,
+                TimeoutError,
+            ),
+        ):
+            raise StoreUnavailable(
+                f"{where}: the store is unreachable ({type(e).__name__}: {self._scrub(str(e))})"
+            ) from e
+        if isinstance(e, botocore.exceptions.BotoCoreError):
+            raise StoreError(f"{where}: {type(e).__name__}: {self._scrub(str(e))}") from e
+        if isinstance(e, OSError):
+            raise StoreUnavailable(
+                f"{where}: network failure ({type(e).__name__}: {self._scrub(str(e))})"
+            ) from e
+        # urllib3 errors that escape botocore's wrapping during body reads.
+        if type(e).__module__.startswith("urllib3"):
+            raise StoreUnavailable(
+                f"{where}: network failure ({type(e).__name__}: {self._scrub(str(e))})"
+            ) from e
+        raise e
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+
+
+class _LocalWriteError(Exception):
+    """A failure writing the local file, kept apart from network failures while streaming."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _chunks(body: Any, size: int) -> Iterator[bytes]:
+    # iter_chunks defaults to 1 KiB reads; always pass the configured size.
+    chunk: bytes
+    for chunk in body.iter_chunks(chunk_size=size):
+        if chunk:
+            yield chunk
+
+
+def _write(sink: IO[bytes], chunk: bytes) -> None:
+    try:
+        sink.write(chunk)
+    except OSError as e:
+        raise _LocalWriteError(e.strerror or str(e)) from e
+
+
+def _read(f: IO[bytes], src: Path, n: int) -> bytes:
+    try:
+        return f.read(n)
+    except OSError as e:
+        raise StoreError(f"cannot read {src}: {e.strerror or e}") from e
+
+
+def _etag(value: object) -> str:
+    return str(value or "").strip('"')
+
+
+def _normalize_sha256(value: str) -> str:
+    v = (value or "").strip().lower()
+    v = v.removeprefix("sha256:")
+    if not _SHA256_RE.fullmatch(v):
+        raise StoreError(
+            f"expected sha256 {value!r} is not 64 hexadecimal characters; refusing to download"
+        )
+    return v
+
+
+def _redact_url(url: str) -> str:
+    """Drop user:password@ from a URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+_URL_USERINFO = re.compile(r"(?P<scheme>https?://)[^/@\s]+@")
+
+
+def _redact_urls_in(text: str) -> str:
+    return _URL_USERINFO.sub(r"\g<scheme>", text)
