@@ -1,5 +1,5 @@
 """Unit tests of modelreg.adapters.objectstore: URI rules, config hygiene, streaming hashes,
-verified downloads, uploads and the translation of every boto3 failure into a StoreError.
+verified downloads and the translation of every boto3 failure into a StoreError.
 
 The fake sits at the boto3 boundary (botocore's own Stubber on the real client); the network
 failure test uses a real closed port. Real S3 round trips live in tests/e2e.
@@ -367,89 +367,3 @@ def test_no_credentials_is_access_denied(monkeypatch: pytest.MonkeyPatch, tmp_pa
             asyncio.run(store.head(URI))
     finally:
         store.close()
-
-
-# ------------------------------------------------------------------------------------------------
-# Upload
-
-
-def test_upload_small_file_single_put(store: ObjectStore, stub: Stubber, tmp_path: Path) -> None:
-    src = tmp_path / "m.onnx"
-    src.write_bytes(b"small")
-    stub.add_response(
-        "put_object",
-        {"ETag": '"p"'},
-        {"Bucket": "models", "Key": "credit/3/model.onnx", "Body": b"small"},
-    )
-    digest = asyncio.run(store.upload(src, URI))
-    assert digest.sha256 == hashlib.sha256(b"small").hexdigest()
-    assert (digest.size, digest.etag) == (5, "p")
-
-
-def test_upload_large_file_multipart(stub: Stubber, tmp_path: Path) -> None:
-    # 5 MiB is S3's minimum part; a 12 MiB file makes parts of 5, 5 and 2 MiB.
-    mib = 1024 * 1024
-    data = bytes(range(256)) * (12 * mib // 256)
-    src = tmp_path / "big.bin"
-    src.write_bytes(data)
-    store = ObjectStore(CFG, chunk_bytes=64 * 1024)
-    try:
-        with Stubber(store._client) as s:
-            s.add_response("create_multipart_upload", {"UploadId": "u1"}, None)
-            for n, (lo, hi) in enumerate([(0, 5), (5, 10), (10, 12)], start=1):
-                s.add_response(
-                    "upload_part",
-                    {"ETag": f'"part{n}"'},
-                    {
-                        "Bucket": "models",
-                        "Key": "credit/3/model.onnx",
-                        "UploadId": "u1",
-                        "PartNumber": n,
-                        "Body": data[lo * mib : hi * mib],
-                    },
-                )
-            s.add_response(
-                "complete_multipart_upload",
-                {"ETag": '"whole-3"'},
-                {
-                    "Bucket": "models",
-                    "Key": "credit/3/model.onnx",
-                    "UploadId": "u1",
-                    "MultipartUpload": {
-                        "Parts": [{"PartNumber": n, "ETag": f'"part{n}"'} for n in (1, 2, 3)]
-                    },
-                },
-            )
-            digest = asyncio.run(store.upload(src, URI))
-            s.assert_no_pending_responses()
-    finally:
-        store.close()
-    assert digest.sha256 == hashlib.sha256(data).hexdigest()
-    assert digest.size == len(data)
-
-
-def test_upload_failure_aborts_multipart(tmp_path: Path) -> None:
-    src = tmp_path / "big.bin"
-    src.write_bytes(b"\0" * (6 * 1024 * 1024))
-    store = ObjectStore(CFG, max_attempts=1, chunk_bytes=64 * 1024)
-    try:
-        with Stubber(store._client) as s:
-            s.add_response("create_multipart_upload", {"UploadId": "u1"}, None)
-            s.add_client_error(
-                "upload_part", service_error_code="AccessDenied", http_status_code=403
-            )
-            s.add_response(
-                "abort_multipart_upload",
-                {},
-                {"Bucket": "models", "Key": "credit/3/model.onnx", "UploadId": "u1"},
-            )
-            with pytest.raises(AccessDenied, match="upload part 1"):
-                asyncio.run(store.upload(src, URI))
-            s.assert_no_pending_responses()
-    finally:
-        store.close()
-
-
-def test_upload_missing_file(store: ObjectStore, tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="cannot read"):
-        asyncio.run(store.upload(tmp_path / "absent", URI))

@@ -1,9 +1,10 @@
-"""The object-store adapter: the only code in modelreg that talks to S3 (through boto3).
+"""The object-store adapter: reading S3 (through boto3) for the operator and the model server.
 
-Callers: the operator verifies artifacts with `ObjectStore.head`/`sha256`, the model server
-(`modelreg.runtime`) fetches them with `download`, the SDK publishes them with `upload`. All of
-them see only this module's types: every botocore/boto3 exception is translated here into a
-`StoreError` subclass (`raise ... from e`), and no message ever carries a credential.
+Callers: the operator verifies artifacts with `ObjectStore.head`/`sha256`; the model server
+(`modelreg.runtime`) fetches them with `download`. The SDK's uploader (`modelreg.adapters.upload`)
+reuses this module's location, config and error types, so every caller sees one vocabulary: each
+botocore/boto3 exception is translated here into a `StoreError` subclass (`raise ... from e`), and
+no message ever carries a credential.
 
 The blocking boto3 calls run in worker threads (`asyncio.to_thread`), so the async callers never
 block their event loop. Hashing always streams in `chunk_bytes` reads: memory stays constant
@@ -46,9 +47,6 @@ __all__ = [
     "StoreUnavailable",
 ]
 
-# S3's multipart rules: every part but the last is at least 5 MiB; at most 10,000 parts.
-_MIN_PART_BYTES = 5 * 1024 * 1024
-_MAX_PARTS = 10_000
 _KEY_MAX_BYTES = 1024
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9]$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -299,12 +297,6 @@ class ObjectStore:
         expected = _normalize_sha256(expected_sha256)
         return await asyncio.to_thread(self._download, loc, Path(dest), expected)
 
-    async def upload(self, src: Path, uri: str, *, content_type: str | None = None) -> Digest:
-        """Upload the file `src` to `uri`, streamed (multipart above one chunk), hashing on the
-        way; returns the sha256 of exactly the bytes sent."""
-        loc = S3Location.parse(uri)
-        return await asyncio.to_thread(self._upload, Path(src), loc, content_type)
-
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._client.close()
@@ -371,78 +363,6 @@ class ObjectStore:
             tmp.unlink(missing_ok=True)
             raise
         return digest
-
-    def _upload(self, src: Path, loc: S3Location, content_type: str | None) -> Digest:
-        try:
-            f = src.open("rb")
-            total = os.fstat(f.fileno()).st_size
-        except OSError as e:
-            raise StoreError(f"cannot read {src}: {e.strerror or e}") from e
-        extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
-        # Parts must be >= 5 MiB and <= 10,000 of them; grow the part size for huge files.
-        part = max(self._chunk, _MIN_PART_BYTES, -(-total // _MAX_PARTS))
-        with f:
-            if total <= part:
-                return self._put_single(f, src, loc, extra)
-            return self._put_multipart(f, src, loc, part, extra)
-
-    def _put_single(
-        self, f: IO[bytes], src: Path, loc: S3Location, extra: dict[str, Any]
-    ) -> Digest:
-        data = _read(f, src, -1)
-        try:
-            resp = self._client.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **extra)
-        except Exception as e:
-            self._translate(e, loc, "put")
-        return Digest(
-            sha256=hashlib.sha256(data).hexdigest(), size=len(data), etag=_etag(resp.get("ETag"))
-        )
-
-    def _put_multipart(
-        self, f: IO[bytes], src: Path, loc: S3Location, part: int, extra: dict[str, Any]
-    ) -> Digest:
-        try:
-            upload_id = self._client.create_multipart_upload(
-                Bucket=loc.bucket, Key=loc.key, **extra
-            )["UploadId"]
-        except Exception as e:
-            self._translate(e, loc, "start upload")
-        h = hashlib.sha256()
-        size = 0
-        parts: list[dict[str, Any]] = []
-        try:
-            while chunk := _read(f, src, part):
-                h.update(chunk)
-                size += len(chunk)
-                number = len(parts) + 1
-                try:
-                    resp = self._client.upload_part(
-                        Bucket=loc.bucket,
-                        Key=loc.key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                    )
-                except Exception as e:
-                    self._translate(e, loc, f"upload part {number}")
-                parts.append({"PartNumber": number, "ETag": resp["ETag"]})
-            try:
-                done = self._client.complete_multipart_upload(
-                    Bucket=loc.bucket,
-                    Key=loc.key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                )
-            except Exception as e:
-                self._translate(e, loc, "complete upload")
-        except BaseException:
-            # Best effort: an abandoned multipart upload costs storage until a lifecycle rule.
-            with contextlib.suppress(Exception):
-                self._client.abort_multipart_upload(
-                    Bucket=loc.bucket, Key=loc.key, UploadId=upload_id
-                )
-            raise
-        return Digest(sha256=h.hexdigest(), size=size, etag=_etag(done.get("ETag")))
 
     # -- error translation --------------------------------------------------------------------
 
@@ -537,13 +457,6 @@ def _write(sink: IO[bytes], chunk: bytes) -> None:
         sink.write(chunk)
     except OSError as e:
         raise _LocalWriteError(e.strerror or str(e)) from e
-
-
-def _read(f: IO[bytes], src: Path, n: int) -> bytes:
-    try:
-        return f.read(n)
-    except OSError as e:
-        raise StoreError(f"cannot read {src}: {e.strerror or e}") from e
 
 
 def _etag(value: object) -> str:
