@@ -1,0 +1,128 @@
+"""The Argo CD health checks of Model and ModelVersion, run under Lua 5.1.
+
+Argo CD evaluates `resource.customizations.health.<group>_<kind>` scripts from argocd-cm in
+gopher-lua, a Lua 5.1 implementation, with `obj` bound to the live object and only the base,
+table and package libraries plus a time-only `os` opened (argo-cd util/lua/lua.go): no `string`,
+no `math`. lupa's Lua 5.1 runtime is the closest stand-in: the scripts run here with the same
+global and without those libraries, over the objects in tests/e2e/fixtures/argocd-health/
+(captured from, or shaped like, the operator's status).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lupa import lua51
+
+from modelreg.api.models import Phase
+
+REPO = Path(__file__).resolve().parents[2]
+ARGOCD_CM = REPO / "manifests" / "argocd" / "argocd-cm.yaml"
+FIXTURES = REPO / "tests" / "e2e" / "fixtures" / "argocd-health"
+ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
+
+# fixture file -> (health status, a piece of the message the user must see)
+EXPECTED: dict[str, tuple[str, str]] = {
+    "modelversion-no-status.json": ("Progressing", "Waiting for the modelreg operator"),
+    "modelversion-pending.json": ("Progressing", "Pending"),
+    "modelversion-verifying.json": ("Progressing", "verifying the artifact"),
+    "modelversion-ready.json": ("Healthy", "Ready"),
+    "modelversion-rolling.json": ("Progressing", "1 of 2 replicas ready"),
+    "modelversion-serving.json": ("Healthy", "serving production"),
+    "modelversion-superseded.json": ("Healthy", "Superseded"),
+    "modelversion-blocked-sha256.json": ("Degraded", "sha256 does not match"),
+    "modelversion-blocked-gates.json": ("Degraded", "gate auc failed"),
+    "modelversion-failed.json": ("Degraded", "did not become available within 300s"),
+    "modelversion-archived.json": ("Healthy", "Archived"),
+    "modelversion-stale-generation.json": ("Progressing", "observe generation 2"),
+    "model-no-status.json": ("Progressing", "Waiting for the modelreg operator"),
+    "model-ready.json": ("Healthy", "version 3 serves production"),
+    "model-not-ready.json": ("Degraded", "no version of credit-scoring is eligible"),
+    "model-unknown.json": ("Progressing", "Waiting for the modelreg operator"),
+    "model-stale-generation.json": ("Progressing", "observe generation 2"),
+}
+
+# Libraries Argo CD does not open for a health script (its `os` has only time functions, which
+# these scripts have no use for).
+_UNAVAILABLE = ("io", "os", "debug", "coroutine", "string", "math")
+
+
+def health_scripts() -> dict[str, str]:
+    """Kind -> Lua source, from manifests/argocd/argocd-cm.yaml."""
+    data = yaml.safe_load(ARGOCD_CM.read_text())["data"]
+    prefix = "resource.customizations.health.modelreg.dev_"
+    return {key.removeprefix(prefix): src for key, src in data.items() if key.startswith(prefix)}
+
+
+def evaluate(script: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """Run one health script as Argo CD does: a chunk with global `obj`, returning a table."""
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    g = lua.globals()
+    for name in _UNAVAILABLE:
+        g[name] = None
+    g.obj = lua.table_from(obj, recursive=True)
+    result = lua.execute(script)
+    assert lua51.lua_type(result) == "table", f"the script returned {result!r}, not a table"
+    return {str(k): v for k, v in result.items()}
+
+
+def fixture(name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return obj
+
+
+def test_argocd_cm_has_health_checks_for_both_kinds() -> None:
+    assert set(health_scripts()) == {"Model", "ModelVersion"}
+
+
+def test_every_fixture_has_an_expectation_and_every_expectation_a_fixture() -> None:
+    on_disk = {p.name for p in FIXTURES.glob("*.json")}
+    assert on_disk == set(EXPECTED), (
+        f"fixtures without an expected health: {sorted(on_disk - set(EXPECTED))}; "
+        f"expectations without a fixture: {sorted(set(EXPECTED) - on_disk)}"
+    )
+
+
+def test_every_phase_has_a_fixture() -> None:
+    phases = {
+        fixture(n).get("status", {}).get("phase") for n in EXPECTED if n.startswith("modelversion-")
+    }
+    missing = {p.value for p in Phase} - phases
+    assert not missing, f"no ModelVersion fixture in phase(s) {sorted(missing)}"
+
+
+def test_every_health_status_is_reached_for_each_kind() -> None:
+    for kind in ("model", "modelversion"):
+        reached = {want for name, (want, _) in EXPECTED.items() if name.startswith(kind + "-")}
+        assert reached == {"Healthy", "Progressing", "Degraded"}, kind
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_health_of_fixture(name: str) -> None:
+    obj = fixture(name)
+    want_status, want_message = EXPECTED[name]
+    result = evaluate(health_scripts()[obj["kind"]], obj)
+    assert result.get("status") in ARGO_STATUSES, result
+    assert result["status"] == want_status, f"{name}: {result}"
+    message = result.get("message")
+    assert isinstance(message, str), f"{name}: the message must be a string: {result}"
+    assert want_message in message, f"{name}: {message!r} does not mention {want_message!r}"
+
+
+def test_degraded_message_is_the_ready_condition_message() -> None:
+    obj = fixture("modelversion-failed.json")
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    result = evaluate(health_scripts()["ModelVersion"], obj)
+    assert ready["message"] in result["message"]
+
+
+def test_a_script_using_an_unopened_library_fails_here() -> None:
+    """The sandbox above is real: a script calling os or string functions errors out."""
+    with pytest.raises(lua51.LuaError):
+        evaluate('return {status = string.upper("healthy")}', {"metadata": {}})
+    with pytest.raises(lua51.LuaError):
+        evaluate('return {status = os.getenv("HOME")}', {"metadata": {}})
