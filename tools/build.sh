@@ -61,6 +61,20 @@ build kwok "$KWOK_VERSION" "kwok kwokctl" \
   -ldflags "-s -w -X $kpkg.Version=${KWOK_VERSION#v} -X $kpkg.KubeVersion=${KUBERNETES_VERSION#v}" \
   sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
 
+# kwok's default node and pod stages, from the pinned module: tools/cluster.sh applies them as Stage
+# objects so that tests can add their own stages beside them.
+stages="$cache/kwok-$KWOK_VERSION/stages"
+if [ ! -f "$stages/pod-ready.yaml" ]; then
+  kdir=$(cd "$here/kwok" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$stages"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    cp "$kdir/kustomize/stage/$f" "$stages/"
+  done
+  chmod 644 "$stages"/*.yaml
+fi
+
 hpkg=helm.sh/helm/v3
 build helm "$HELM_VERSION" "helm" \
   -ldflags "-s -w -X $hpkg/internal/version.version=$HELM_VERSION -X $hpkg/internal/version.gitTreeState=clean -X $hpkg/pkg/chartutil.k8sVersionMajor=1 -X $hpkg/pkg/chartutil.k8sVersionMinor=$k8s_minor -X $hpkg/pkg/lint/rules.k8sVersionMajor=1 -X $hpkg/pkg/lint/rules.k8sVersionMinor=$k8s_minor" \

@@ -9,6 +9,7 @@ the SDK, which is synchronous, calls the plain methods.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -101,7 +102,9 @@ def api_client(
     cfg = client.Configuration()
     try:
         try:
-            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+            config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=cfg
+            )
         except ConfigException:
             if kubeconfig or context:
                 raise
@@ -127,7 +130,7 @@ class Kube:
         self._lock = threading.Lock()
         self.requests = 0  # API calls made: the benchmarks report requests per version
 
-    def _do(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _do(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self.requests += 1
         try:
@@ -179,7 +182,9 @@ class Kube:
         return result
 
     def delete_object(self, plural: str, namespace: str, name: str) -> None:
-        self._do(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+        self._do(
+            self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+        )
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> Body:
         """Merge-patch `status` through the status subresource: the operator's only write to us."""
@@ -219,15 +224,13 @@ class Kube:
         return patched
 
     def delete_deployment(self, namespace: str, name: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self._do(
                 self.apps.delete_namespaced_deployment,
                 name,
                 namespace,
                 propagation_policy="Background",
             )
-        except NotFound:
-            pass
 
     def apply_service(self, namespace: str, body: Body) -> Body:
         name = body["metadata"]["name"]
@@ -244,10 +247,30 @@ class Kube:
         return patched
 
     def delete_service(self, namespace: str, name: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self._do(self.core.delete_namespaced_service, name, namespace)
-        except NotFound:
-            pass
 
     def create_event(self, namespace: str, body: Body) -> None:
         self._do(self.core.create_namespaced_event, namespace, body)
+
+    # -- client-side helpers (the SDK) -----------------------------------------------------------
+
+    @staticmethod
+    def default_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+        """The namespace of the kubeconfig context (as kubectl picks it), else the pod's own
+        namespace when running in a cluster, else "default"."""
+        try:
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+        except (ConfigException, OSError, TypeError, ValueError):
+            contexts, active = [], None
+        chosen = active
+        if context:
+            chosen = next((c for c in contexts or [] if c.get("name") == context), None)
+        if chosen:
+            ns = (chosen.get("context") or {}).get("namespace")
+            return str(ns) if ns else "default"
+        try:
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+                return f.read().strip() or "default"
+        except OSError:
+            return "default"

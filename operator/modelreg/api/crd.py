@@ -15,7 +15,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from modelreg.api.models import GROUP, VERSION, ModelSpec, ModelStatus, ModelVersionSpec, ModelVersionStatus
+from modelreg.api.models import (
+    GROUP,
+    VERSION,
+    ModelSpec,
+    ModelStatus,
+    ModelVersionSpec,
+    ModelVersionStatus,
+)
 
 _DROP = {"title", "default", "propertyNames", "examples"}
 
@@ -52,7 +59,11 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out["enum"] = [value]
         else:
             out[key] = _structural(value, defs)
-    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+    if (
+        out.get("type") == "object"
+        and "properties" not in out
+        and "additionalProperties" not in out
+    ):
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
 
@@ -145,6 +156,13 @@ def _model_schema() -> Schema:
             "spec.storage.endpoint must be an http:// or https:// URL",
         )
     ]
+    storage["properties"]["secretRef"]["x-kubernetes-validations"] = [
+        _rule(
+            "!has(self.namespace) || self.namespace == ''",
+            "spec.storage.secretRef must name a Secret in the Model's own namespace: "
+            "cross-namespace references are not allowed",
+        )
+    ]
     gate = spec["properties"]["promotion"]["properties"]["gates"]["items"]
     gate["x-kubernetes-validations"] = [
         _rule("has(self.min) || has(self.max)", "a gate needs min, max or both"),
@@ -173,7 +191,9 @@ def _model_schema() -> Schema:
     }
 
 
-def _crd(kind: str, plural: str, short: str, schema: Schema, columns: list[dict[str, Any]]) -> Schema:
+def _crd(
+    kind: str, plural: str, short: str, schema: Schema, columns: list[dict[str, Any]]
+) -> Schema:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -218,8 +238,17 @@ def crds() -> dict[str, Schema]:
             [
                 {"name": "Production", "type": "integer", "jsonPath": ".status.productionVersion"},
                 {"name": "Latest", "type": "integer", "jsonPath": ".status.latestVersion"},
-                {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
-                {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
+                {
+                    "name": "Ready",
+                    "type": "string",
+                    "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+                },
+                {
+                    "name": "Endpoint",
+                    "type": "string",
+                    "jsonPath": ".status.endpoint",
+                    "priority": 1,
+                },
                 age,
             ],
         ),

@@ -28,7 +28,10 @@ LIST_MAX = 32
 HISTORY_MAX = 20
 
 DNSName = Annotated[
-    str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    str,
+    StringConstraints(
+        min_length=1, max_length=NAME_MAX, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    ),
 ]
 ShortStr = Annotated[str, StringConstraints(max_length=SHORT_STR)]
 LongStr = Annotated[str, StringConstraints(max_length=LONG_STR)]
@@ -91,6 +94,10 @@ class _Wire(BaseModel):
 
 class SecretRef(_Wire):
     name: DNSName = Field(description="Name of a Secret in the Model's namespace.")
+    namespace: Annotated[str, StringConstraints(max_length=NAME_MAX)] | None = Field(
+        default=None,
+        description="Not allowed: the Secret must live in the Model's own namespace.",
+    )
 
 
 class Storage(_Wire):
@@ -267,7 +274,7 @@ class ObjectMeta(_Wire):
 
 
 class Model(_Wire):
-    api_version: Literal["modelreg.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["modelreg.dev/v1alpha1"] = "modelreg.dev/v1alpha1"
     kind: Literal["Model"] = "Model"
     metadata: ObjectMeta
     spec: ModelSpec = Field(default_factory=ModelSpec)
@@ -275,7 +282,7 @@ class Model(_Wire):
 
 
 class ModelVersion(_Wire):
-    api_version: Literal["modelreg.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["modelreg.dev/v1alpha1"] = "modelreg.dev/v1alpha1"
     kind: Literal["ModelVersion"] = "ModelVersion"
     metadata: ObjectMeta
     spec: ModelVersionSpec

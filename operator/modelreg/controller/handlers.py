@@ -1,0 +1,108 @@
+"""Kopf wiring: indexes that cache the world, and thin event handlers that kick the reconciler.
+
+`install()` is called once by `modelreg.controller.__main__`. The indexes (Models, ModelVersions,
+and the Deployments and Services the operator manages, each keyed by (namespace, model)) are filled
+by kopf's watches before any handler runs, so the first reconcile of a Model already sees all of its
+versions. Handlers do no work themselves: every event becomes `reconciler.kick(namespace, model)`.
+No create/update/delete handlers are registered, so kopf adds no finalizer and writes no
+bookkeeping to our objects; should it ever, its annotations carry our prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from modelreg.api.models import GROUP, VERSION
+from modelreg.controller.reconciler import Caches, Reconciler
+from modelreg.lifecycle import naming
+from modelreg.settings import OperatorSettings
+
+log = logging.getLogger("modelreg.controller")
+
+MANAGED = {naming.MANAGED_BY: naming.MANAGER}
+
+
+def install(reconciler: Reconciler, settings: OperatorSettings) -> kopf.OperatorRegistry:
+    registry: kopf.OperatorRegistry = kopf.SmartOperatorRegistry()  # type: ignore[attr-defined]
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        prefix = GROUP
+        settings.persistence.finalizer = f"{prefix}/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=prefix, key="last-handled-configuration"
+        )
+        settings.posting.enabled = (
+            False  # our Events are posted by the reconciler, one per transition
+        )
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 10
+        settings.watching.reconnect_backoff = 1.0
+        settings.networking.request_timeout = 30
+        settings.execution.max_workers = max(8, settings_.api_qps_burst)
+
+    settings_ = settings
+
+    @kopf.on.cleanup(registry=registry)
+    async def shutdown(**_: Any) -> None:
+        await reconciler.close()
+
+    # -- indexes: the reconciler's cache ---------------------------------------------------------
+
+    @kopf.index(GROUP, VERSION, "models", registry=registry)
+    def models_idx(**kw: Any) -> dict[Any, Any]:
+        return {(kw["namespace"], kw["name"]): dict(kw["body"])}
+
+    @kopf.index(GROUP, VERSION, "modelversions", registry=registry)
+    def versions_idx(**kw: Any) -> dict[Any, Any]:
+        return {(kw["namespace"], kw["spec"].get("model", "")): dict(kw["body"])}
+
+    @kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+    def deployments_idx(**kw: Any) -> dict[Any, Any]:
+        return {(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): dict(kw["body"])}
+
+    @kopf.index("v1", "services", labels=MANAGED, registry=registry)
+    def services_idx(**kw: Any) -> dict[Any, Any]:
+        return {(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): dict(kw["body"])}
+
+    def caches(kw: dict[str, Any]) -> None:
+        if reconciler.caches is None:
+            reconciler.start(
+                Caches(
+                    models=kw["models_idx"],
+                    versions=kw["versions_idx"],
+                    deployments=kw["deployments_idx"],
+                    services=kw["services_idx"],
+                )
+            )
+
+    # -- events: each one only kicks the Model it concerns ---------------------------------------
+
+    @kopf.on.event(GROUP, VERSION, "models", registry=registry)
+    async def model_event(**kw: Any) -> None:
+        caches(kw)
+        reconciler.kick(kw["namespace"], kw["name"])
+
+    @kopf.on.event(GROUP, VERSION, "modelversions", registry=registry)
+    async def version_event(**kw: Any) -> None:
+        caches(kw)
+        if kw["event"].get("type") == "DELETED":
+            reconciler.forget(kw["namespace"], kw["name"])
+        reconciler.kick(kw["namespace"], kw["spec"].get("model", ""))
+
+    @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+    async def deployment_event(**kw: Any) -> None:
+        caches(kw)
+        reconciler.kick(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, ""))
+
+    @kopf.on.event("v1", "services", labels=MANAGED, registry=registry)
+    async def service_event(**kw: Any) -> None:
+        caches(kw)
+        reconciler.kick(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, ""))
+
+    return registry

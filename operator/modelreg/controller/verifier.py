@@ -1,0 +1,362 @@
+"""Artifact verification for the reconciler: what is known about each version's artifact, and the
+background checks that find out.
+
+The reconciler asks `verdict(model, version)` on every pass; the answer comes from, in order, the
+pure location rules, the verified result already recorded in `status.artifact` (an unchanged
+artifact is never re-read), or the outcome of a background check. Checks stream the object through
+`ObjectStore.sha256` under a concurrency limit, and when one ends the Model is reconciled again
+(`on_done`). Failures are re-checked with exponential backoff, and while a re-check runs the last
+verdict stands, so a flapping store does not churn status or history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from modelreg.adapters import kube as k8s
+from modelreg.adapters import objectstore as store
+from modelreg.api import s3uri
+from modelreg.api.models import ArtifactStatus, Model, ModelVersion, Stage
+from modelreg.lifecycle.plan import ArtifactVerdict, Verdict
+from modelreg.settings import OperatorSettings
+
+log = logging.getLogger("modelreg.verifier")
+
+ModelKey = tuple[str, str]
+SpecKey = tuple[str, str, str, str, str]  # uri, sha256, endpoint, region, secret name
+
+# Definite failures are re-checked too (the object may be uploaded or fixed later), but slowly.
+FAILED_RECHECK_MIN = 30.0
+FAILED_RECHECK_MAX = 600.0
+
+
+@dataclass
+class _Outcome:
+    spec: SpecKey
+    verdict: ArtifactVerdict
+    stale: bool = False
+    attempts: int = 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Verifier:
+    def __init__(
+        self,
+        kube: k8s.Kube,
+        settings: OperatorSettings,
+        on_done: Callable[[ModelKey], None],
+        *,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._kube = kube
+        self._settings = settings
+        self._on_done = on_done
+        self._observe = observe or (lambda result, seconds: None)
+        self._outcomes: dict[str, _Outcome] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._confirmed: set[str] = set()
+        self._sem = asyncio.Semaphore(settings.verify_concurrency)
+
+    # -- the question the reconciler asks ------------------------------------------------------
+
+    def verdict(self, model: Model | None, mv: ModelVersion) -> ArtifactVerdict:
+        if model is None or mv.spec.stage is Stage.ARCHIVED:
+            return ArtifactVerdict(Verdict.SKIPPED)
+        storage = model.spec.storage
+        if storage is None:
+            return ArtifactVerdict(
+                Verdict.FAILED,
+                "NoStorage",
+                f"Model {model.metadata.name!r} has no spec.storage: there is no object store to "
+                "verify the artifact in",
+            )
+        try:
+            prefix = s3uri.parse(storage.uri, want_key=False)
+            artifact = s3uri.parse(mv.spec.artifact.uri)
+        except s3uri.BadURI as e:
+            return ArtifactVerdict(Verdict.FAILED, "InvalidURI", str(e))
+        if not artifact.is_under(prefix):
+            return ArtifactVerdict(
+                Verdict.FAILED,
+                "OutsidePrefix",
+                f"artifact {artifact.uri} is not under the Model's storage prefix {storage.uri}",
+            )
+        sha = mv.spec.artifact.sha256.lower()
+        recorded = mv.status.artifact
+        key = f"{mv.metadata.namespace}/{mv.metadata.name}/{mv.metadata.uid}"
+        spec: SpecKey = (
+            artifact.uri,
+            sha,
+            storage.endpoint or "",
+            storage.region or "",
+            storage.secret_ref.name if storage.secret_ref else "",
+        )
+        model_key = (mv.metadata.namespace, model.metadata.name)
+        outcome = self._outcomes.get(key)
+        if (
+            recorded is not None
+            and recorded.verified
+            and recorded.uri == artifact.uri
+            and recorded.sha256 == sha
+            and not (outcome is not None and outcome.spec == spec and outcome.stale)
+        ):
+            # Keyed by ETag: once per operator process, a HEAD confirms the object is unchanged.
+            if key not in self._confirmed and key not in self._tasks:
+                self._confirmed.add(key)
+                self._tasks[key] = asyncio.get_running_loop().create_task(
+                    self._confirm(key, model_key, model, spec, recorded.etag or ""),
+                    name=f"confirm:{key}",
+                )
+            return ArtifactVerdict(
+                Verdict.VERIFIED, "Verified", "sha256 matches the object in the store"
+            )
+
+        if outcome is not None and outcome.spec != spec:
+            outcome = None
+        running = key in self._tasks
+        if (outcome is None or outcome.stale) and not running:
+            self._start(key, model_key, model, mv, spec, outcome)
+            running = True
+        if outcome is not None:
+            return outcome.verdict
+        return (
+            ArtifactVerdict(
+                Verdict.VERIFYING, "Verifying", f"computing the sha256 of {artifact.uri}"
+            )
+            if running
+            else ArtifactVerdict(Verdict.PENDING)
+        )
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what is known of a deleted version."""
+        prefix = f"{namespace}/{name}/"
+        for key in [k for k in self._outcomes if k.startswith(prefix)]:
+            del self._outcomes[key]
+        for key in [k for k in self._tasks if k.startswith(prefix)]:
+            self._tasks.pop(key).cancel()
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+
+    # -- background checks ---------------------------------------------------------------------
+
+    def _start(
+        self,
+        key: str,
+        model_key: ModelKey,
+        model: Model,
+        mv: ModelVersion,
+        spec: SpecKey,
+        previous: _Outcome | None,
+    ) -> None:
+        attempts = previous.attempts if previous is not None else 0
+        task = asyncio.get_running_loop().create_task(
+            self._check(key, model_key, model, mv, spec, attempts), name=f"verify:{key}"
+        )
+        self._tasks[key] = task
+
+    async def _check(
+        self,
+        key: str,
+        model_key: ModelKey,
+        model: Model,
+        mv: ModelVersion,
+        spec: SpecKey,
+        attempts: int,
+    ) -> None:
+        started = time.monotonic()
+        try:
+            async with self._sem:
+                verdict = await self._verify(model, mv, spec)
+        except asyncio.CancelledError:
+            self._tasks.pop(key, None)
+            raise
+        except Exception as e:  # a bug must not kill verification of every other version
+            log.exception("verification of %s crashed", key)
+            verdict = ArtifactVerdict(
+                Verdict.UNKNOWN, "VerificationError", f"internal error: {e.__class__.__name__}"
+            )
+        self._tasks.pop(key, None)
+        self._observe(verdict.verdict.value, time.monotonic() - started)
+        attempts = 0 if verdict.verdict is Verdict.VERIFIED else attempts + 1
+        self._outcomes[key] = _Outcome(spec=spec, verdict=verdict, attempts=attempts)
+        if verdict.verdict is Verdict.UNKNOWN:
+            delay = min(
+                self._settings.retry_initial_seconds * 2 ** (attempts - 1),
+                self._settings.retry_max_seconds,
+            )
+        elif verdict.verdict is Verdict.FAILED:
+            delay = min(FAILED_RECHECK_MIN * 2 ** (attempts - 1), FAILED_RECHECK_MAX)
+        else:
+            delay = 0.0
+        if delay:
+            log.info(
+                "artifact of %s: %s (%s); re-checking in %.0fs",
+                key,
+                verdict.reason,
+                verdict.message,
+                delay,
+            )
+            asyncio.get_running_loop().call_later(delay, self._expire, key, model_key)
+        self._on_done(model_key)
+
+    def _expire(self, key: str, model_key: ModelKey) -> None:
+        outcome = self._outcomes.get(key)
+        if outcome is not None and outcome.verdict.verdict is not Verdict.VERIFIED:
+            outcome.stale = True
+            self._on_done(model_key)
+
+    async def _confirm(
+        self, key: str, model_key: ModelKey, model: Model, spec: SpecKey, etag: str
+    ) -> None:
+        """HEAD a recorded artifact; a changed ETag makes the version be verified again."""
+        try:
+            creds = await self._credentials(model)
+            if isinstance(creds, ArtifactVerdict):
+                return
+            client = store.ObjectStore(
+                store.StoreConfig(spec[2] or None, spec[3] or None, creds[0], creds[1]),
+                timeout=self._settings.store_timeout_seconds,
+            )
+            try:
+                info = await client.head(spec[0])
+            finally:
+                client.close()
+        except store.StoreUnavailable:
+            self._confirmed.discard(key)  # try again on a later pass; the recorded verdict stands
+            return
+        except store.StoreError as e:
+            info = None
+            log.warning("artifact %s of %s changed or vanished: %s", spec[0], key, e)
+        finally:
+            self._tasks.pop(key, None)
+        if info is None or (etag and info.etag != etag):
+            self._outcomes[key] = _Outcome(
+                spec=spec,
+                verdict=ArtifactVerdict(
+                    Verdict.VERIFYING, "Reverifying", "the object changed in the store"
+                ),
+                stale=True,
+            )
+            self._on_done(model_key)
+
+    async def _credentials(self, model: Model) -> tuple[str | None, str | None] | ArtifactVerdict:
+        storage = model.spec.storage
+        assert storage is not None
+        if storage.secret_ref is None:
+            return None, None
+        name = storage.secret_ref.name
+        ns = model.metadata.namespace
+        try:
+            data = await asyncio.to_thread(self._kube.get_secret_data, ns, name)
+        except k8s.NotFound:
+            return ArtifactVerdict(
+                Verdict.FAILED,
+                "SecretNotFound",
+                f"the Secret {name!r} named by Model {model.metadata.name!r} spec.storage.secretRef "
+                f"does not exist in namespace {ns}",
+            )
+        except k8s.Forbidden:
+            return ArtifactVerdict(
+                Verdict.FAILED,
+                "SecretForbidden",
+                f"the operator may not read the Secret {name!r} in namespace {ns} (RBAC)",
+            )
+        except k8s.KubeError as e:
+            return ArtifactVerdict(
+                Verdict.UNKNOWN, "SecretUnavailable", f"reading Secret {name!r}: {e}"
+            )
+        missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not data.get(k)]
+        if missing:
+            return ArtifactVerdict(
+                Verdict.FAILED,
+                "SecretInvalid",
+                f"the Secret {name!r} lacks the key(s) {', '.join(missing)}",
+            )
+        return data["AWS_ACCESS_KEY_ID"], data["AWS_SECRET_ACCESS_KEY"]
+
+    async def _verify(self, model: Model, mv: ModelVersion, spec: SpecKey) -> ArtifactVerdict:
+        uri, sha, endpoint, region, _ = spec
+        creds = await self._credentials(model)
+        if isinstance(creds, ArtifactVerdict):
+            return creds
+        failed = ArtifactStatus(verified=False, uri=uri, sha256=None)
+        try:
+            config = store.StoreConfig(
+                endpoint=endpoint or None,
+                region=region or None,
+                access_key_id=creds[0],
+                secret_access_key=creds[1],
+            )
+            client = store.ObjectStore(
+                config,
+                timeout=self._settings.store_timeout_seconds,
+                chunk_bytes=self._settings.verify_chunk_bytes,
+            )
+        except store.StoreError as e:
+            return ArtifactVerdict(Verdict.FAILED, "InvalidStorage", str(e), failed)
+        try:
+            digest = await client.sha256(uri)
+        except store.ObjectNotFound as e:
+            msg = f"artifact {uri} does not exist in the store ({e})"
+            return ArtifactVerdict(
+                Verdict.FAILED, "ArtifactNotFound", msg, failed.model_copy(update={"message": msg})
+            )
+        except store.AccessDenied as e:
+            msg = f"the store denied access to {uri}: {e}"
+            return ArtifactVerdict(
+                Verdict.FAILED, "AccessDenied", msg, failed.model_copy(update={"message": msg})
+            )
+        except store.StoreUnavailable as e:
+            return ArtifactVerdict(
+                Verdict.UNKNOWN, "StoreUnavailable", f"the object store is unreachable: {e}"
+            )
+        except store.StoreError as e:
+            msg = str(e)
+            return ArtifactVerdict(
+                Verdict.FAILED, "StoreError", msg, failed.model_copy(update={"message": msg})
+            )
+        finally:
+            client.close()
+        if digest.sha256 != sha:
+            msg = f"sha256 mismatch for {uri}: spec says {sha}, the store has {digest.sha256} ({digest.size} bytes)"
+            return ArtifactVerdict(
+                Verdict.FAILED,
+                "DigestMismatch",
+                msg,
+                ArtifactStatus(
+                    verified=False,
+                    uri=uri,
+                    sha256=digest.sha256,
+                    size_bytes=digest.size,
+                    etag=digest.etag,
+                    message=msg,
+                ),
+            )
+        return ArtifactVerdict(
+            Verdict.VERIFIED,
+            "Verified",
+            "sha256 matches the object in the store",
+            ArtifactStatus(
+                verified=True,
+                uri=uri,
+                sha256=digest.sha256,
+                size_bytes=digest.size,
+                etag=digest.etag,
+                verified_at=_now(),
+            ),
+        )

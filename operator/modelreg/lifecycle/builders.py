@@ -1,0 +1,200 @@
+"""Builders of the serving Deployment and the stable Service: pure functions returning plain dicts.
+
+Called by the planner (`modelreg.lifecycle.plan`); tested without a cluster. Owner references are
+set explicitly and the parent's labels are never copied (under Argo CD that would copy its tracking
+label onto the children, and Argo would prune them). Credentials only appear as `secretKeyRef`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modelreg.api.models import API_VERSION, Model, ModelVersion, Runtime
+from modelreg.lifecycle import naming
+
+Body = dict[str, Any]
+
+MODEL_DIR = "/models"
+RUNTIME_UID = 65532
+
+
+@dataclass(frozen=True)
+class ServingDefaults:
+    """Operator settings the builders need (from `OperatorSettings`)."""
+
+    builtin_image: str
+    mlserver_image: str
+    allow_pickle: bool = False
+
+
+def owner_reference(kind: str, name: str, uid: str) -> Body:
+    # blockOwnerDeletion is left unset: it would need update rights on the owner's finalizers.
+    return {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": True}
+
+
+def _env(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> list[Body]:
+    storage = model.spec.storage
+    serving = model.spec.serving
+    env: list[Body] = [
+        {"name": "MODELREG_MODEL_NAME", "value": model.metadata.name},
+        {"name": "MODELREG_MODEL_VERSION", "value": str(mv.spec.version)},
+        {"name": "MODELREG_ARTIFACT_URI", "value": mv.spec.artifact.uri},
+        {"name": "MODELREG_ARTIFACT_SHA256", "value": mv.spec.artifact.sha256.lower()},
+        {"name": "MODELREG_ARTIFACT_FORMAT", "value": mv.spec.artifact.format.value},
+        {"name": "MODELREG_HTTP_PORT", "value": str(serving.port)},
+        {"name": "MODELREG_MODEL_DIR", "value": MODEL_DIR},
+    ]
+    if defaults.allow_pickle:
+        env.append({"name": "MODELREG_ALLOW_PICKLE", "value": "true"})
+    if storage is not None:
+        if storage.endpoint:
+            env.append({"name": "MODELREG_S3_ENDPOINT", "value": storage.endpoint})
+        if storage.region:
+            env.append({"name": "AWS_REGION", "value": storage.region})
+        if storage.secret_ref is not None:
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                env.append(
+                    {
+                        "name": key,
+                        "valueFrom": {
+                            "secretKeyRef": {"name": storage.secret_ref.name, "key": key}
+                        },
+                    }
+                )
+    reserved = {e["name"] for e in env}
+    env.extend(e.wire() for e in serving.env if e.name not in reserved)
+    return env
+
+
+def _container(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> Body:
+    serving = model.spec.serving
+    if serving.runtime is Runtime.MLSERVER:
+        image = serving.image or defaults.mlserver_image
+    else:
+        image = serving.image or defaults.builtin_image
+    container: Body = {
+        "name": "model",
+        "image": image,
+        "env": _env(model, mv, defaults),
+        "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        # A large artifact takes time to download and hash; liveness starts after it.
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "model", "mountPath": MODEL_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the host's /tmp
+        ],
+    }
+    if serving.runtime is Runtime.CUSTOM:
+        if serving.command:
+            container["command"] = list(serving.command)
+        if serving.args:
+            container["args"] = list(serving.args)
+    elif serving.runtime is Runtime.BUILTIN:
+        container["command"] = ["python", "-m", "modelreg.runtime"]
+    if serving.resources:
+        container["resources"] = serving.resources
+    return container
+
+
+def spec_hash(body: Body) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_deployment(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> Body:
+    """The Deployment `<model>-v<N>` that serves one version, owned by that ModelVersion."""
+    serving = model.spec.serving
+    name = naming.deployment_name(model.metadata.name, mv.spec.version)
+    selector = naming.selector_labels(model.metadata.name, mv.spec.version)
+    labels = naming.child_labels(model.metadata.name, mv.spec.version)
+    pod_spec: Body = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "fsGroup": RUNTIME_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(model, mv, defaults)],
+        "volumes": [
+            {"name": "model", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        ],
+    }
+    if serving.node_selector:
+        pod_spec["nodeSelector"] = dict(serving.node_selector)
+    if serving.tolerations:
+        pod_spec["tolerations"] = list(serving.tolerations)
+    if serving.service_account_name:
+        pod_spec["serviceAccountName"] = serving.service_account_name
+    spec: Body = {
+        "replicas": serving.replicas,
+        "progressDeadlineSeconds": serving.progress_deadline_seconds,
+        "revisionHistoryLimit": 2,
+        "selector": {"matchLabels": selector},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "template": {"metadata": {"labels": {**labels}}, "spec": pod_spec},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": mv.metadata.namespace,
+            "labels": labels,
+            "annotations": {naming.SPEC_HASH: spec_hash(spec)},
+            "ownerReferences": [owner_reference("ModelVersion", mv.metadata.name, mv.metadata.uid)],
+        },
+        "spec": spec,
+    }
+
+
+def build_service(model: Model, version: int) -> Body:
+    """The stable Service `<model>`, selecting the pods of the serving version; owned by the Model."""
+    spec: Body = {
+        "type": "ClusterIP",
+        "selector": naming.selector_labels(model.metadata.name, version),
+        "ports": [
+            {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        ],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": naming.service_name(model.metadata.name),
+            "namespace": model.metadata.namespace,
+            "labels": naming.child_labels(model.metadata.name),
+            "annotations": {naming.SPEC_HASH: spec_hash(spec)},
+            "ownerReferences": [owner_reference("Model", model.metadata.name, model.metadata.uid)],
+        },
+        "spec": spec,
+    }

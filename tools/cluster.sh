@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# The embedded local environment: a real Kubernetes control plane (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kwok fake nodes) run by kwokctl's binary runtime, and a
+# real S3-compatible server (versitygw), all on 127.0.0.1. Called by `make cluster-up` /
+# `make cluster-down` and by the e2e fixtures when nothing is running.
+#
+#   tools/cluster.sh up|down|status
+#
+# `up` is idempotent and recovers from a stale .dev/ left by a killed run. It writes
+# .dev/kubeconfig and .dev/s3.env. Environment:
+#   MODELREG_KUBE_PORT  kube-apiserver port (default: a free port)
+#   MODELREG_S3_PORT    S3 server port (default: a free port)
+#   MODELREG_NODES      fake nodes (default 2)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+# shellcheck source=/dev/null
+. "$here/versions.env"
+dev="$repo/.dev"
+bin="$dev/bin"
+name=modelreg
+export KWOK_WORKDIR="$dev/kwok"
+kubeconfig="$dev/kubeconfig"
+s3dir="$dev/s3"
+nodes=${MODELREG_NODES:-2}
+cache=${MODELREG_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelreg/tools}
+t0=$(date +%s.%N)
+
+say() { printf 'cluster: %s\n' "$*"; }
+die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}s')" "$t0" "$(date +%s.%N)"; }
+
+need_tools() {
+  local b
+  for b in kubectl kwokctl kwok kube-apiserver kube-controller-manager kube-scheduler etcd versitygw; do
+    [ -x "$bin/$b" ] || die "$bin/$b is missing: run 'make tools' first (it builds the pinned binaries once)"
+  done
+}
+
+free_port() {
+  python3 - <<'EOF'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+EOF
+}
+
+port_busy() { # port -> 0 when something already listens there
+  python3 - "$1" <<'EOF'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)
+s.close()
+sys.exit(1)
+EOF
+}
+
+kube_ready() {
+  [ -f "$kubeconfig" ] && "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
+}
+
+s3_pid() { [ -f "$s3dir/pid" ] && cat "$s3dir/pid" || true; }
+s3_alive() { local p; p=$(s3_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+s3_ready() {
+  s3_alive || return 1
+  # shellcheck source=/dev/null
+  . "$dev/s3.env" 2>/dev/null || return 1
+  curl -s -o /dev/null --max-time 2 "$MODELREG_S3_ENDPOINT" 2>/dev/null
+}
+
+stop_s3() {
+  local p; p=$(s3_pid)
+  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+    kill "$p" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    say "stopped the S3 server (pid $p)"
+  fi
+  rm -f "$s3dir/pid"
+}
+
+start_s3() {
+  mkdir -p "$s3dir/data"
+  local port=${MODELREG_S3_PORT:-}
+  if [ -n "$port" ]; then
+    port_busy "$port" && die "port $port (MODELREG_S3_PORT) is already in use on 127.0.0.1: free it or pick another"
+  else
+    port=$(free_port)
+  fi
+  local ak sk
+  if [ -f "$s3dir/credentials" ]; then
+    # shellcheck source=/dev/null
+    . "$s3dir/credentials"
+    ak=$AK; sk=$SK
+  else
+    ak="modelreg$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    sk="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    umask 077; printf 'AK=%s\nSK=%s\n' "$ak" "$sk" >"$s3dir/credentials"
+  fi
+  # Credentials go through the environment, not argv, so `ps` does not show them.
+  ROOT_ACCESS_KEY="$ak" ROOT_SECRET_KEY="$sk" VGW_PORT="127.0.0.1:$port" VGW_REGION=us-east-1 \
+    nohup "$bin/versitygw" posix "$s3dir/data" >"$s3dir/log" 2>&1 &
+  echo $! >"$s3dir/pid"
+  umask 077
+  cat >"$dev/s3.env" <<EOF
+MODELREG_S3_ENDPOINT=http://127.0.0.1:$port
+MODELREG_S3_BUCKET=models
+AWS_ACCESS_KEY_ID=$ak
+AWS_SECRET_ACCESS_KEY=$sk
+AWS_REGION=us-east-1
+EOF
+  for _ in $(seq 100); do
+    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port"; then break; fi
+    s3_alive || die "the S3 server exited at start; see $s3dir/log: $(tail -n 3 "$s3dir/log" 2>/dev/null)"
+    sleep 0.1
+  done
+  # The bucket is a directory of the posix backend.
+  mkdir -p "$s3dir/data/models"
+  say "S3 server (versitygw $VERSITYGW_VERSION) on 127.0.0.1:$port, bucket 'models', pid $(s3_pid)"
+}
+
+write_config() {
+  local port=${MODELREG_KUBE_PORT:-}
+  if [ -n "$port" ]; then
+    port_busy "$port" && die "port $port (MODELREG_KUBE_PORT) is already in use on 127.0.0.1: free it or pick another"
+  else
+    port=$(free_port)
+  fi
+  mkdir -p "$dev"
+  cat >"$dev/kwokctl.yaml" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeApiserverPort: $port
+  kubeVersion: $KUBERNETES_VERSION
+  kubeAuthorization: true
+  kubeAdmission: true
+  enableCRDs: [Stage]
+  kubeApiserverBinary: $bin/kube-apiserver
+  kubeControllerManagerBinary: $bin/kube-controller-manager
+  kubeSchedulerBinary: $bin/kube-scheduler
+  kubectlBinary: $bin/kubectl
+  etcdBinary: $bin/etcd
+  kwokControllerBinary: $bin/kwok
+  kubeAuditPolicy: $dev/audit-policy.yaml
+EOF
+  # Metadata-level audit of modelreg's own calls: the benchmarks count API requests per version.
+  cat >"$dev/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: ["system:nodes", "system:serviceaccounts:kube-system"]
+  - level: None
+    users: ["system:kube-controller-manager", "system:kube-scheduler", "system:apiserver"]
+  - level: Metadata
+EOF
+}
+
+apply_stages() {
+  # kwok's own default node and pod stages, taken from the pinned kwok module (tools/build.sh copies
+  # them into the tool cache). As Stage objects, tests can add their own beside them, e.g. one that
+  # keeps the pods of a label unready.
+  local dir="$cache/kwok-$KWOK_VERSION/stages"
+  [ -d "$dir" ] || die "kwok stages missing in $dir: run 'make tools'"
+  local i
+  for i in $(seq 60); do
+    "$bin/kubectl" --kubeconfig "$kubeconfig" apply -f "$dir" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  "$bin/kubectl" --kubeconfig "$kubeconfig" apply -f "$dir"
+}
+
+up() {
+  need_tools
+  if kube_ready && s3_ready; then
+    say "already up ($(elapsed)): KUBECONFIG=$kubeconfig, S3 in $dev/s3.env"
+    return 0
+  fi
+  if ! kube_ready; then
+    if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
+      say "found a stale cluster in $KWOK_WORKDIR (a killed run?): removing it"
+      "$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kubeconfig" >/dev/null 2>&1 || true
+      rm -rf "$KWOK_WORKDIR/clusters/$name"
+    fi
+    write_config
+    say "starting kube-apiserver, etcd, controller-manager, scheduler, kwok (Kubernetes $KUBERNETES_VERSION) ..."
+    "$bin/kwokctl" create cluster --name "$name" --config "$dev/kwokctl.yaml" \
+      --kubeconfig "$kubeconfig" --runtime binary --wait 3m >"$dev/kwokctl-create.log" 2>&1 ||
+      die "kwokctl create cluster failed; see $dev/kwokctl-create.log: $(tail -n 5 "$dev/kwokctl-create.log")"
+    apply_stages
+    "$bin/kwokctl" scale node --name "$name" --replicas "$nodes" >/dev/null 2>&1 ||
+      die "could not create $nodes kwok nodes"
+    "$bin/kubectl" --kubeconfig "$kubeconfig" wait --for=condition=Ready node --all --timeout=120s >/dev/null ||
+      die "the kwok nodes did not become Ready"
+    # The default ServiceAccount appears asynchronously; pods cannot be created before it.
+    for _ in $(seq 100); do
+      "$bin/kubectl" --kubeconfig "$kubeconfig" -n default get serviceaccount default >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+    say "control plane up on $("$bin/kubectl" --kubeconfig "$kubeconfig" config view -o jsonpath='{.clusters[0].cluster.server}'), $nodes nodes Ready"
+  fi
+  if ! s3_ready; then
+    stop_s3
+    start_s3
+  fi
+  say "up in $(elapsed): export KUBECONFIG=$kubeconfig; source $dev/s3.env"
+}
+
+down() {
+  local any=0
+  if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
+    any=1
+    if [ -x "$bin/kwokctl" ]; then
+      "$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kubeconfig" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$KWOK_WORKDIR/clusters/$name"
+    say "deleted the control plane"
+  fi
+  if s3_alive; then any=1; fi
+  stop_s3
+  # Leave nothing behind, even if kwokctl lost track of a process (a killed run).
+  local left
+  left=$(pgrep -f "$KWOK_WORKDIR/clusters/$name" || true)
+  if [ -n "$left" ]; then
+    any=1
+    # shellcheck disable=SC2086
+    kill $left 2>/dev/null || true
+    sleep 1
+    # shellcheck disable=SC2086
+    kill -9 $left 2>/dev/null || true
+    say "killed leftover processes: $(echo $left | tr '\n' ' ')"
+  fi
+  rm -f "$dev/s3.env"
+  [ $any = 1 ] || say "nothing was running"
+  say "down in $(elapsed)"
+}
+
+status() {
+  if kube_ready; then say "control plane: up ($kubeconfig)"; else say "control plane: down"; fi
+  if s3_ready; then say "S3 server: up ($(grep ENDPOINT "$dev/s3.env"))"; else say "S3 server: down"; fi
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
