@@ -373,7 +373,7 @@ def _version_status(
             else "not served"
         )
 
-    if deployment is not None and v.n in (serving, candidate):
+    if deployment is not None and phase in (Phase.SERVING, Phase.ROLLING):
         serving_status = ServingStatus(
             deployment=deployment.name,
             service=naming.service_name(mv.spec.model) if v.n == serving else None,

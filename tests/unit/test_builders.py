@@ -1,0 +1,129 @@
+"""The serving Deployment and Service builders: pure dicts, checked without a cluster."""
+
+from __future__ import annotations
+
+import json
+
+from modelreg.api.models import Model, ModelVersion
+from modelreg.lifecycle import builders, naming
+
+DEFAULTS = builders.ServingDefaults(
+    builtin_image="registry.local/modelreg:1", mlserver_image="mls:1"
+)
+
+
+def _model(**serving: object) -> Model:
+    return Model.model_validate(
+        {
+            "metadata": {
+                "name": "credit",
+                "namespace": "risk",
+                "uid": "u-model",
+                "labels": {"argocd.argoproj.io/instance": "risk-app", "team": "x"},
+            },
+            "spec": {
+                "storage": {
+                    "uri": "s3://models/credit/",
+                    "endpoint": "http://minio:9000",
+                    "region": "eu-west-1",
+                    "secretRef": {"name": "s3-creds"},
+                },
+                "serving": serving,
+            },
+        }
+    )
+
+
+def _mv(n: int = 3) -> ModelVersion:
+    return ModelVersion.model_validate(
+        {
+            "metadata": {
+                "name": f"credit-v{n}",
+                "namespace": "risk",
+                "uid": "u-mv",
+                "labels": {"argocd.argoproj.io/instance": "x"},
+            },
+            "spec": {
+                "model": "credit",
+                "version": n,
+                "artifact": {
+                    "uri": f"s3://models/credit/{n}/m.onnx",
+                    "sha256": "AB" * 32,
+                    "format": "onnx",
+                },
+            },
+        }
+    )
+
+
+def test_deployment_is_restricted_and_owned_and_labelled_without_copying() -> None:
+    d = builders.build_deployment(_model(replicas=2), _mv(), DEFAULTS)
+    assert d["metadata"]["name"] == "credit-v3"
+    assert d["metadata"]["labels"] == {
+        naming.MANAGED_BY: "modelreg",
+        naming.MODEL_LABEL: "credit",
+        naming.VERSION_LABEL: "3",
+    }
+    assert "argocd.argoproj.io/instance" not in json.dumps(d)
+    assert d["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "modelreg.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "name": "credit-v3",
+            "uid": "u-mv",
+            "controller": True,
+        }
+    ]
+    pod = d["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (c,) = pod["containers"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert {"name": "model", "mountPath": "/models"} in c["volumeMounts"]
+    assert c["image"] == "registry.local/modelreg:1"
+    assert c["command"] == ["python", "-m", "modelreg.runtime"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["MODELREG_ARTIFACT_SHA256"]["value"] == "ab" * 32
+    assert env["MODELREG_ARTIFACT_URI"]["value"] == "s3://models/credit/3/m.onnx"
+    assert env["MODELREG_ARTIFACT_FORMAT"]["value"] == "onnx"
+    assert env["MODELREG_MODEL_NAME"]["value"] == "credit"
+    assert env["MODELREG_S3_ENDPOINT"]["value"] == "http://minio:9000"
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key] == {
+            "name": key,
+            "valueFrom": {"secretKeyRef": {"name": "s3-creds", "key": key}},
+        }
+    assert d["spec"]["replicas"] == 2
+    assert d["spec"]["progressDeadlineSeconds"] == 300
+
+
+def test_custom_runtime_uses_given_image_command_args() -> None:
+    d = builders.build_deployment(
+        _model(runtime="custom", image="me/server:2", command=["/srv"], args=["--x"]),
+        _mv(),
+        DEFAULTS,
+    )
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert (c["image"], c["command"], c["args"]) == ("me/server:2", ["/srv"], ["--x"])
+
+
+def test_service_selects_the_serving_version_and_is_owned_by_the_model() -> None:
+    s = builders.build_service(_model(), 7)
+    assert s["metadata"]["name"] == "credit"
+    assert s["spec"]["selector"] == {naming.MODEL_LABEL: "credit", naming.VERSION_LABEL: "7"}
+    assert s["metadata"]["ownerReferences"][0]["kind"] == "Model"
+    assert "team" not in s["metadata"]["labels"]
+
+
+def test_long_names_are_shortened_stably() -> None:
+    long = "m" * 63
+    a = naming.deployment_name(long, 12345)
+    assert len(a) <= 63
+    assert a == naming.deployment_name(long, 12345)
+    assert a != naming.deployment_name(long, 12346)
+    assert naming.deployment_name("short", 1) == "short-v1"
