@@ -1,0 +1,425 @@
+"""The Helm chart, rendered with `helm template` (no cluster): what each values switch produces.
+
+Covers what a reviewer of the chart would check by eye: the operator Deployment meets Pod Security
+"restricted"; the operator's RBAC is exactly the list it needs (no wildcards, Secrets `get` only,
+namespaced Roles under watchNamespaces); the user roles aggregate and only the approver holds
+`promote`; the admission policy matches what it must; the strict values schema rejects typos; and
+the generated copies (charts/modelreg/files/crds/, manifests/install.yaml) are current.
+Needs .dev/bin/helm (`make tools`); e2e/test_helm.py installs the chart into a real cluster.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "modelreg"
+HELM = REPO / ".dev" / "bin" / "helm"
+NS = "modelreg-system"
+
+Obj = dict[str, Any]
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    if not HELM.exists():
+        pytest.fail(f"{HELM} is missing: run 'make tools' (it builds the pinned helm once)")
+    proc = subprocess.run(
+        [str(HELM), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
+    return proc
+
+
+def render(*values: str) -> list[Obj]:
+    """`helm template` with --set/--set-json style arguments; the rendered objects."""
+    out = helm("template", "modelreg", str(CHART), "--namespace", NS, *values).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def only(objs: list[Obj], kind: str, name: str | None = None) -> Obj:
+    found = [o for o in objs if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, (
+        f"expected one {kind} {name or ''}, got {[o['metadata'] for o in found]}"
+    )
+    return found[0]
+
+
+def of_kind(objs: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def triples(rules: list[Obj]) -> set[tuple[str, str, str]]:
+    """RBAC rules flattened to (apiGroup, resource, verb)."""
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule.get("apiGroups", [])
+        for r in rule.get("resources", [])
+        for v in rule.get("verbs", [])
+    }
+
+
+def expand(group: str, resources: str, verbs: str) -> set[tuple[str, str, str]]:
+    return {(group, r, v) for r in resources.split() for v in verbs.split()}
+
+
+CORE = ""  # the core API group, spelled "" in RBAC
+NAMESPACED_OPERATOR_RULES = (
+    expand("modelreg.dev", "models modelversions", "get list watch")
+    | expand("modelreg.dev", "models/status modelversions/status", "get patch update")
+    | expand("apps", "deployments", "get list watch create patch update delete")
+    | expand(CORE, "services", "get list watch create patch update delete")
+    | expand(CORE, "events", "create patch")
+    | expand("events.k8s.io", "events", "create patch")
+    | {(CORE, "secrets", "get")}
+)
+CRD_DISCOVERY = expand("apiextensions.k8s.io", "customresourcedefinitions", "list watch")
+NAMESPACE_DISCOVERY = expand(CORE, "namespaces", "list watch")
+
+
+# --------------------------------------------------------------------------------------------
+# Generated files
+
+
+def test_chart_crds_are_the_generated_crds() -> None:
+    generated = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
+    copied = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
+    assert generated, "crds/ is empty"
+    assert copied == generated, (
+        "charts/modelreg/files/crds/ drifts from crds/: run charts/render.sh"
+    )
+
+
+def test_install_manifest_is_rendered_from_the_chart() -> None:
+    proc = subprocess.run(
+        ["bash", str(CHART.parent / "render.sh"), "--stdout"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"HELM": str(HELM), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    current = (REPO / "manifests" / "install.yaml").read_text()
+    assert proc.stdout == current, (
+        "manifests/install.yaml drifts from the chart: run charts/render.sh"
+    )
+
+
+def test_install_manifest_creates_a_restricted_namespace_first() -> None:
+    docs = [d for d in yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()) if d]
+    assert docs[0]["kind"] == "Namespace"
+    assert docs[0]["metadata"]["name"] == NS
+    assert docs[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] == "Deployment"} == {NS}
+
+
+# --------------------------------------------------------------------------------------------
+# The operator Deployment
+
+
+def test_operator_deployment_is_one_replica_recreate_and_restricted() -> None:
+    dep = only(render(), "Deployment")
+    spec = dep["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["serviceAccountName"] == "modelreg"
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["runAsNonRoot"] is True
+    assert c["image"] == "ghcr.io/modelreg/modelreg:0.1.0"
+    assert c["command"] == ["python", "-m", "modelreg.controller"]
+    assert "args" not in c, "no --namespace flag: all namespaces by default"
+    assert c["resources"]["requests"]["cpu"]
+    assert c["resources"]["limits"]["memory"]
+    # Writable scratch only where mounted: /tmp.
+    assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"]
+    assert pod["volumes"][0]["emptyDir"]
+
+
+def test_operator_liveness_probe_and_ports_match_its_settings() -> None:
+    (c,) = only(render(), "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    probe = c["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz"
+    assert ports[probe["port"]] == 8081
+    assert env["MODELREG_LIVENESS_ENDPOINT"] == "http://0.0.0.0:8081/healthz"
+    assert env["MODELREG_METRICS_HOST"] == "0.0.0.0"  # noqa: S104 (the pod's own address)
+    assert env["MODELREG_METRICS_PORT"] == "9464"
+    assert ports["metrics"] == 9464
+    assert env["MODELREG_SERVING_IMAGE"] == "ghcr.io/modelreg/modelreg:0.1.0"
+
+
+def test_metrics_can_be_turned_off() -> None:
+    objs = render("--set", "metrics.enabled=false")
+    (c,) = only(objs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in c["env"]}["MODELREG_METRICS_PORT"] == "0"
+    assert not of_kind(objs, "Service")
+
+
+def test_image_digest_wins_over_tag_and_serving_image_is_separate() -> None:
+    digest = "sha256:" + "a" * 64
+    objs = render(
+        "--set", f"image.digest={digest}", "--set", "operator.servingImage=registry.local/srv:2"
+    )
+    (c,) = only(objs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == f"ghcr.io/modelreg/modelreg@{digest}"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MODELREG_SERVING_IMAGE"] == "registry.local/srv:2"
+
+
+def test_metrics_service_selects_the_operator_pod() -> None:
+    objs = render()
+    svc = only(objs, "Service", "modelreg-metrics")
+    labels = only(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= labels.items()
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert not of_kind(objs, "ServiceMonitor")
+
+
+def test_service_monitor_is_optional() -> None:
+    objs = render(
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prom",
+    )
+    sm = only(objs, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NS]}
+
+
+# --------------------------------------------------------------------------------------------
+# RBAC
+
+
+def test_no_rbac_rule_uses_a_wildcard() -> None:
+    for objs in (render(), render("--set-json", 'watchNamespaces=["a","b"]')):
+        for role in of_kind(objs, "ClusterRole") + of_kind(objs, "Role"):
+            for rule in role["rules"]:
+                for key in ("apiGroups", "resources", "verbs", "resourceNames"):
+                    assert "*" not in rule.get(key, []), (role["metadata"]["name"], rule)
+                    assert not any("*" in v for v in rule.get(key, [])), (
+                        role["metadata"]["name"],
+                        rule,
+                    )
+
+
+def test_all_namespaces_operator_rbac_is_exactly_what_it_needs() -> None:
+    objs = render()
+    role = only(objs, "ClusterRole", "modelreg-operator")
+    assert triples(role["rules"]) == NAMESPACED_OPERATOR_RULES | CRD_DISCOVERY | NAMESPACE_DISCOVERY
+    binding = only(objs, "ClusterRoleBinding", "modelreg-operator")
+    assert binding["roleRef"]["name"] == "modelreg-operator"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelreg", "namespace": NS}]
+    assert not of_kind(objs, "Role")
+    assert not of_kind(objs, "RoleBinding")
+
+
+def test_no_role_may_list_or_watch_secrets() -> None:
+    for objs in (render(), render("--set-json", 'watchNamespaces=["a"]')):
+        for role in of_kind(objs, "ClusterRole") + of_kind(objs, "Role"):
+            secret_verbs = {v for g, r, v in triples(role["rules"]) if (g, r) == (CORE, "secrets")}
+            assert secret_verbs <= {"get"}, (role["metadata"]["name"], secret_verbs)
+
+
+def test_watch_namespaces_switches_to_namespaced_roles() -> None:
+    objs = render("--set-json", 'watchNamespaces=["team-a","team-b"]')
+    cluster_role = only(objs, "ClusterRole", "modelreg-operator")
+    # Cluster-wide only what Kopf needs to find its resources: no namespaces, no Secrets.
+    assert triples(cluster_role["rules"]) == CRD_DISCOVERY
+    roles = of_kind(objs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert triples(role["rules"]) == NAMESPACED_OPERATOR_RULES
+    bindings = of_kind(objs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for b in bindings:
+        assert b["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "modelreg-operator",
+        }
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "modelreg", "namespace": NS}]
+    (c,) = only(objs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["--namespace=team-a", "--namespace=team-b"]
+
+
+def test_user_roles_aggregate_and_only_the_approver_promotes() -> None:
+    objs = render()
+    view = only(objs, "ClusterRole", "modelreg-view")
+    edit = only(objs, "ClusterRole", "modelreg-edit")
+    approver = only(objs, "ClusterRole", "modelreg-approver")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert {v for _, _, v in triples(view["rules"])} == {"get", "list", "watch"}
+    assert ("modelreg.dev", "modelversions", "create") in triples(edit["rules"])
+    promoters = [
+        r["metadata"]["name"]
+        for r in of_kind(objs, "ClusterRole") + of_kind(objs, "Role")
+        if any(v == "promote" for _, _, v in triples(r["rules"]))
+    ]
+    assert promoters == ["modelreg-approver"]
+    assert ("modelreg.dev", "modelversions", "promote") in triples(approver["rules"])
+    assert "rbac.authorization.k8s.io/aggregate-to-edit" not in approver["metadata"]["labels"]
+
+
+def test_rbac_can_be_left_to_the_user() -> None:
+    objs = render(
+        "--set", "rbac.create=false", "--set", "rbac.aggregateToDefaultRoles=false",
+        "--set", "rbac.approver=false", "--set", "serviceAccount.create=false",
+        "--set", "serviceAccount.name=existing",
+    )  # fmt: skip
+    assert not of_kind(objs, "ClusterRole") + of_kind(objs, "ClusterRoleBinding")
+    assert not of_kind(objs, "ServiceAccount")
+    assert only(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+
+
+def test_release_names_keep_cluster_scoped_objects_apart() -> None:
+    out = helm("template", "team-x", str(CHART), "--namespace", "x").stdout
+    names = {
+        (d["kind"], d["metadata"]["name"])
+        for d in yaml.safe_load_all(out)
+        if d and "namespace" not in d["metadata"]
+    }
+    assert ("ClusterRole", "team-x-modelreg-approver") in names
+    assert ("ValidatingAdmissionPolicy", "team-x-modelreg-production-approval") in names
+
+
+# --------------------------------------------------------------------------------------------
+# Admission policy
+
+
+def test_admission_policy_gates_production_on_modelversions_only() -> None:
+    objs = render()
+    vap = only(objs, "ValidatingAdmissionPolicy")
+    spec = vap["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["modelversions"], "the status subresource must not be matched"
+    assert rule["operations"] == ["CREATE", "UPDATE"]
+    conditions = {c["name"]: c["expression"] for c in spec["matchConditions"]}
+    assert "object.spec.stage == 'Production'" in conditions["asks-for-production"]
+    assert "not-an-allowed-service-account" not in conditions
+    (validation,) = spec["validations"]
+    expr = " ".join(validation["expression"].split())
+    assert "authorizer.group('modelreg.dev').resource('modelversions')" in expr
+    assert ".check('promote').allowed()" in expr
+    assert "modelreg-approver" in validation["message"]
+    assert "modelreg-approver" in validation["messageExpression"]
+    binding = only(objs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == vap["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert "matchResources" not in binding["spec"], "all namespaces by default"
+
+
+def test_admission_allows_the_configured_service_accounts() -> None:
+    objs = render(
+        "--set-json",
+        'admission.allowedServiceAccounts=[{"namespace":"argocd","name":"argocd-application-controller"}]',
+        "--set-json",
+        'admission.namespaceSelector={"matchLabels":{"team":"risk"}}',
+    )
+    spec = only(objs, "ValidatingAdmissionPolicy")["spec"]
+    conditions = {c["name"]: c["expression"] for c in spec["matchConditions"]}
+    assert conditions["not-an-allowed-service-account"] == (
+        '!(request.userInfo.username in ["system:serviceaccount:argocd:argocd-application-controller"])'
+    )
+    assert (
+        "system:serviceaccount:argocd:argocd-application-controller"
+        in spec["validations"][0]["message"]
+    )
+    binding = only(objs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["matchResources"] == {
+        "namespaceSelector": {"matchLabels": {"team": "risk"}}
+    }
+
+
+def test_admission_can_be_disabled() -> None:
+    objs = render("--set", "admission.enabled=false")
+    assert not of_kind(objs, "ValidatingAdmissionPolicy")
+    assert not of_kind(objs, "ValidatingAdmissionPolicyBinding")
+
+
+# --------------------------------------------------------------------------------------------
+# CRDs
+
+
+def test_crds_are_templates_kept_on_uninstall_by_default() -> None:
+    crds = of_kind(render(), "CustomResourceDefinition")
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "models.modelreg.dev",
+        "modelversions.modelreg.dev",
+    ]
+    generated = {
+        yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text())
+        for p in (REPO / "crds").glob("*.yaml")
+    }
+    for crd in crds:
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "modelreg"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert crd["spec"] == generated[crd["metadata"]["name"]]["spec"], "the spec is unchanged"
+    assert not (CHART / "crds").exists(), "a chart's crds/ directory is never upgraded by Helm"
+
+
+def test_crds_keep_and_enabled_switches() -> None:
+    crds = of_kind(render("--set", "crds.keep=false"), "CustomResourceDefinition")
+    assert len(crds) == 2
+    assert all("annotations" not in c["metadata"] for c in crds)
+    assert not of_kind(render("--set", "crds.enabled=false"), "CustomResourceDefinition")
+    waved = of_kind(
+        render("--set-json", 'crds.annotations={"argocd.argoproj.io/sync-wave":"-1"}'),
+        "CustomResourceDefinition",
+    )
+    for crd in waved:
+        assert crd["metadata"]["annotations"] == {
+            "argocd.argoproj.io/sync-wave": "-1",
+            "helm.sh/resource-policy": "keep",
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Values schema
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--set", "crds.enabeld=true"], "enabeld"),
+        (["--set", "operator.replicas=2"], "replicas"),
+        (["--set", "typo=1"], "typo"),
+        (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set-json", 'watchNamespaces=["Team_A"]'], "watchNamespaces"),
+        (["--set-json", 'admission.allowedServiceAccounts=[{"name":"x"}]'], "namespace"),
+        (["--set", "admission.failurePolicy=Maybe"], "failurePolicy"),
+        (["--set", "metrics.port=99999"], "port"),
+    ],
+)
+def test_values_schema_rejects_typos_and_bad_values(args: list[str], complaint: str) -> None:
+    proc = helm("template", "modelreg", str(CHART), *args, check=False)
+    assert proc.returncode != 0, f"helm accepted {args}"
+    assert complaint in proc.stderr, proc.stderr
+
+
+def test_schema_and_values_agree() -> None:
+    """Every key in values.yaml is declared (the schema is strict, so this is the default render)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["crds"]["keep"] is True
+    assert render()  # renders with the defaults: values.yaml satisfies the strict schema
