@@ -74,6 +74,13 @@ def schema_of(model: type[BaseModel]) -> Schema:
     return result
 
 
+# Only name and generateName may be constrained; bounding the name keeps root CEL rules cheap.
+_METADATA: Schema = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 253}},
+}
+
+
 def _rule(rule: str, message: str, **extra: str) -> dict[str, str]:
     return {"rule": rule, "message": message, **extra}
 
@@ -123,13 +130,16 @@ def _model_version_schema() -> Schema:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": _METADATA,
             "spec": spec,
             "status": schema_of(ModelVersionStatus),
         },
         "x-kubernetes-validations": [
             _rule(
-                "self.metadata.name == self.spec.model + '-v' + string(self.spec.version)",
+                # string(int) has no cost bound in CEL's estimator, so the number is parsed instead.
+                "self.metadata.name.startsWith(self.spec.model + '-v') && "
+                "self.metadata.name.substring(size(self.spec.model) + 2).matches('^[1-9][0-9]{0,6}$') && "
+                "int(self.metadata.name.substring(size(self.spec.model) + 2)) == self.spec.version",
                 "metadata.name must be '<spec.model>-v<spec.version>', "
                 "for example credit-scoring-v3 for model credit-scoring version 3",
             )
@@ -176,7 +186,7 @@ def _model_schema() -> Schema:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": _METADATA,
             "spec": spec,
             "status": schema_of(ModelStatus),
         },
