@@ -1,0 +1,284 @@
+"""Rendering for the `modelreg` CLI: tables, descriptions, ages, JSON and YAML.
+
+Called by `modelreg.cli.main` only. Functions here are pure (objects in, text out), so the tables
+are unit-tested without a terminal. Tables follow kubectl's look: upper-case headers, columns
+separated by three spaces, `<none>` for absent values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from modelreg.api.models import Model, ModelVersion, Stage
+from modelreg.sdk.client import Comparison, HistoryRecord, VerifyReport
+
+NONE = "<none>"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    cells = [[str(h).upper() for h in headers]] + [
+        [NONE if c is None or c == "" else str(c) for c in row] for row in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def dump(data: Any, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=False)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def age(timestamp: str | None, now: datetime | None = None) -> str:
+    """kubectl-style age ("45s", "12m", "3h", "5d") of an RFC 3339 timestamp."""
+    if not timestamp:
+        return NONE
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return NONE
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+    seconds = max(seconds, 0)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return NONE
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def key_metrics(mv: ModelVersion, preferred: Sequence[str] = (), limit: int = 3) -> str:
+    """A few metrics for a table cell: the gated ones first, then alphabetical."""
+    names = [m for m in preferred if m in mv.spec.metrics]
+    names += sorted(m for m in mv.spec.metrics if m not in names)
+    shown = [f"{m}={number(mv.spec.metrics[m])}" for m in names[:limit]]
+    if len(names) > limit:
+        shown.append("...")
+    return ",".join(shown)
+
+
+def stage_of(value: Stage | None) -> str:
+    return value.value if value is not None else NONE
+
+
+def versions_table(
+    versions: Sequence[ModelVersion], gates: Mapping[str, Sequence[str]] | None = None
+) -> str:
+    rows = [
+        (
+            mv.spec.model,
+            mv.spec.version,
+            mv.spec.stage.value,
+            stage_of(mv.status.stage),
+            mv.status.phase.value if mv.status.phase else NONE,
+            key_metrics(mv, (gates or {}).get(mv.spec.model, ())),
+            age(mv.metadata.creation_timestamp),
+        )
+        for mv in versions
+    ]
+    return table(["model", "version", "desired", "stage", "phase", "metrics", "age"], rows)
+
+
+def models_table(models: Sequence[Model]) -> str:
+    rows = [
+        (
+            m.metadata.name,
+            m.status.production_version,
+            m.status.latest_version,
+            m.status.endpoint,
+            m.spec.storage.uri if m.spec.storage else None,
+            age(m.metadata.creation_timestamp),
+        )
+        for m in models
+    ]
+    return table(["name", "production", "latest", "endpoint", "storage", "age"], rows)
+
+
+def _kv(mapping: Mapping[str, object], indent: str = "  ") -> list[str]:
+    if not mapping:
+        return [f"{indent}{NONE}"]
+    width = max(len(k) for k in mapping)
+    return [f"{indent}{k.ljust(width)}  {v}" for k, v in mapping.items()]
+
+
+def describe_version(mv: ModelVersion) -> str:
+    s, spec = mv.status, mv.spec
+    art = s.artifact
+    lines = [
+        f"Name:          {mv.metadata.name}",
+        f"Namespace:     {mv.metadata.namespace}",
+        f"Model:         {spec.model}",
+        f"Version:       {spec.version}",
+        f"Desired stage: {spec.stage.value}",
+        f"Stage:         {stage_of(s.stage)}",
+        f"Phase:         {s.phase.value if s.phase else NONE}",
+        f"Age:           {age(mv.metadata.creation_timestamp)}",
+        f"Framework:     {spec.framework or NONE}",
+        f"Description:   {spec.description or NONE}",
+        "Artifact:",
+        f"  URI:       {spec.artifact.uri}",
+        f"  Format:    {spec.artifact.format.value}",
+        f"  sha256:    {spec.artifact.sha256}",
+        f"  Verified:  {art.verified if art else NONE}"
+        + (f" at {art.verified_at}" if art and art.verified_at else ""),
+    ]
+    if art and art.size_bytes is not None:
+        lines.append(f"  Size:      {human_bytes(art.size_bytes)}")
+    if art and art.message:
+        lines.append(f"  Message:   {art.message}")
+    lines.append("Metrics:")
+    lines += _kv({k: number(v) for k, v in spec.metrics.items()})
+    lines.append("Params:")
+    lines += _kv(dict(spec.params))
+    lines.append("Lineage:")
+    lines += _kv(dict(spec.lineage))
+    if s.gates:
+        lines.append("Gates:")
+        for g in s.gates:
+            bound = " ".join(
+                x
+                for x in (
+                    f">= {number(g.min)}" if g.min is not None else "",
+                    f"<= {number(g.max)}" if g.max is not None else "",
+                )
+                if x
+            )
+            verdict = "passed" if g.passed else "FAILED"
+            lines.append(f"  {g.metric} {bound}: actual {number(g.actual)} {verdict}")
+    if s.serving and (s.serving.deployment or s.serving.url):
+        lines.append("Serving:")
+        lines += _kv(
+            {
+                "Deployment": s.serving.deployment or NONE,
+                "Service": s.serving.service or NONE,
+                "Ready replicas": s.serving.ready_replicas
+                if s.serving.ready_replicas is not None
+                else NONE,
+                "URL": s.serving.url or NONE,
+            }
+        )
+    if s.conditions:
+        lines.append("Conditions:")
+        lines.append(
+            "  "
+            + table(
+                ["type", "status", "reason", "message"],
+                [(c.type, c.status, c.reason, c.message) for c in s.conditions],
+            ).replace("\n", "\n  ")
+        )
+    return "\n".join(lines)
+
+
+def describe_model(m: Model, versions: Sequence[ModelVersion]) -> str:
+    spec, s = m.spec, m.status
+    storage = spec.storage
+    lines = [
+        f"Name:        {m.metadata.name}",
+        f"Namespace:   {m.metadata.namespace}",
+        f"Description: {spec.description or NONE}",
+        f"Owner:       {spec.owner or NONE}",
+        f"Production:  {s.production_version if s.production_version is not None else NONE}",
+        f"Latest:      {s.latest_version if s.latest_version is not None else NONE}",
+        f"Endpoint:    {s.endpoint or NONE}",
+        "Storage:",
+    ]
+    if storage:
+        lines += _kv(
+            {
+                "URI": storage.uri,
+                "Endpoint": storage.endpoint or NONE,
+                "Region": storage.region or NONE,
+                "Secret": storage.secret_ref.name if storage.secret_ref else NONE,
+            }
+        )
+    else:
+        lines.append(f"  {NONE}")
+    lines.append("Gates:")
+    if spec.promotion.gates:
+        for g in spec.promotion.gates:
+            bounds = [
+                f">= {number(g.min)}" if g.min is not None else "",
+                f"<= {number(g.max)}" if g.max is not None else "",
+            ]
+            lines.append(f"  {g.metric} {' '.join(b for b in bounds if b)}")
+    else:
+        lines.append(f"  {NONE}")
+    lines.append("Versions:")
+    gated = {m.metadata.name: [g.metric for g in spec.promotion.gates]}
+    lines.append("  " + versions_table(versions, gated).replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
+def history_table(records: Sequence[HistoryRecord]) -> str:
+    return table(
+        ["time", "version", "stage", "phase", "reason"],
+        [
+            (r.at, r.version, r.stage.value, r.phase.value if r.phase else None, r.reason)
+            for r in records
+        ],
+    )
+
+
+def comparison_table(c: Comparison) -> str:
+    headers = ["metric", *[f"v{mv.spec.version}" for mv in c.versions]]
+    rows: list[list[object]] = [
+        ["(stage)", *[stage_of(mv.status.stage) for mv in c.versions]],
+        ["(phase)", *[mv.status.phase.value if mv.status.phase else None for mv in c.versions]],
+    ]
+    rows += [[m, *[number(c.table[m][mv.spec.version]) for mv in c.versions]] for m in c.metrics]
+    return table(headers, rows)
+
+
+def comparison_data(c: Comparison) -> dict[str, Any]:
+    return {
+        "model": c.model,
+        "versions": [mv.spec.version for mv in c.versions],
+        "metrics": {m: {f"v{v}": x for v, x in c.table[m].items()} for m in c.metrics},
+    }
+
+
+def verify_text(r: VerifyReport) -> str:
+    verdict = "OK: the stored artifact matches" if r.ok else "MISMATCH: the stored artifact differs"
+    return "\n".join(
+        [
+            f"{r.name}: {verdict}",
+            f"  uri:      {r.uri}",
+            f"  size:     {human_bytes(r.size_bytes)}",
+            f"  expected: {r.expected_sha256}",
+            f"  actual:   {r.actual_sha256}",
+        ]
+    )
+
+
+def verify_data(r: VerifyReport) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "uri": r.uri,
+        "ok": r.ok,
+        "expectedSha256": r.expected_sha256,
+        "actualSha256": r.actual_sha256,
+        "sizeBytes": r.size_bytes,
+    }
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -1,0 +1,291 @@
+"""Unit tests of the `modelreg` CLI (modelreg.cli.main.run) over the SDK with in-memory adapter fakes:
+output formats, exit codes, `error:` messages without tracebacks, and the promote/rollback flows.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelreg.cli import output
+from modelreg.cli.main import run
+from modelreg.sdk.client import Client
+from tests.unit.sdk.fakes import FakeKube, standard
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def env() -> tuple[Client, FakeKube]:
+    client, kube, _st, _clock = standard()
+    return client, kube
+
+
+def cli(client: Client, *argv: str) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    code = run(list(argv), make_client=lambda _a: client, out=out, err=err)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    p = tmp_path / "model.onnx"
+    p.write_bytes(b"x" * 4096)
+    return p
+
+
+def test_register_list_get(env: tuple[Client, FakeKube], model_file: Path, tmp_path: Path) -> None:
+    client, kube = env
+    metrics = tmp_path / "m.json"
+    metrics.write_text('{"auc": 0.91, "latency_p99_ms": 20}')
+    r = cli(
+        client,
+        "register",
+        "credit",
+        str(model_file),
+        "--metrics-file",
+        str(metrics),
+        "-m",
+        "f1=0.5",
+        "-p",
+        "C=1",
+        "-l",
+        "run=abc",
+        "--framework",
+        "sklearn",
+        "--no-progress",
+    )
+    assert r.code == 0, r.err
+    assert r.out.startswith("registered credit-v1: s3://models/credit/1/model.onnx sha256:")
+    assert kube.mv("credit-v1")["spec"]["metrics"] == {
+        "auc": 0.91,
+        "latency_p99_ms": 20.0,
+        "f1": 0.5,
+    }
+
+    r = cli(client, "list", "credit")
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["MODEL", "VERSION", "DESIRED", "STAGE", "PHASE", "METRICS", "AGE"]
+    # The gated metric (auc) comes first.
+    assert lines[1].split()[:6] == [
+        "credit",
+        "1",
+        "None",
+        "<none>",
+        "<none>",
+        "auc=0.91,f1=0.5,latency_p99_ms=20",
+    ]
+
+    r = cli(client, "-o", "json", "list")
+    assert [mv["metadata"]["name"] for mv in json.loads(r.out)] == ["credit-v1"]
+    r = cli(client, "get", "credit", "1", "-o", "yaml")
+    assert yaml.safe_load(r.out)["spec"]["artifact"]["format"] == "onnx"
+    r = cli(client, "get", "credit-v1")
+    assert "Desired stage: None" in r.out
+    assert "  auc             0.91" in r.out.splitlines()
+    r = cli(client, "get", "credit")
+    assert "Storage:" in r.out
+    assert "auc >= 0.8" in r.out
+    assert "credit   1" in r.out
+
+
+def test_exit_codes_and_messages(env: tuple[Client, FakeKube], model_file: Path) -> None:
+    client, kube = env
+    r = cli(client, "get", "credit", "7")
+    assert (r.code, r.err) == (
+        3,
+        "error: model version 'credit-v7' not found in namespace 'risk'\n",
+    )
+    r = cli(client, "register", "ghost", str(model_file), "--no-progress")
+    assert r.code == 3
+    assert r.err.startswith("error: model 'ghost' not found")
+    r = cli(client, "register", "credit", "/nonexistent/model.onnx")
+    assert r.code == 2
+    assert "no such file or directory" in r.err
+    r = cli(client, "register", "credit", str(model_file), "-m", "auc=high")
+    assert r.code == 2
+    assert "is not a number" in r.err
+    r = cli(client, "promote", "credit")
+    assert r.code == 2
+    assert "names no version" in r.err
+    r = cli(client, "frobnicate")
+    assert r.code == 2
+    kube.add_model("bare")
+    r = cli(client, "register", "bare", str(model_file))
+    assert r.code == 5
+    assert "has no spec.storage" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_promote_waits_and_archives_previous(
+    env: tuple[Client, FakeKube], model_file: Path
+) -> None:
+    client, kube = env
+    cli(client, "register", "credit", str(model_file), "--stage", "Production", "--no-progress")
+    cli(client, "register", "credit", str(model_file), "--no-progress")
+    kube.set_status("credit-v1", phase="Serving", stage="Production")
+
+    def operator(plural: str, name: str) -> None:
+        if name == "credit-v2" and kube.mv(name)["spec"]["stage"] == "Production":
+            kube.set_status(name, phase="Serving", stage="Production")
+
+    kube.on_get = operator
+    r = cli(client, "promote", "credit", "v2")
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == [
+        "credit-v2: desired stage Production, now Serving",
+        "archived credit-v1",
+    ]
+    assert kube.mv("credit-v1")["spec"]["stage"] == "Archived"
+
+
+def test_promote_keep_and_no_wait(env: tuple[Client, FakeKube], model_file: Path) -> None:
+    client, kube = env
+    cli(client, "register", "credit", str(model_file), "--stage", "Production", "--no-progress")
+    cli(client, "register", "credit", str(model_file), "--no-progress")
+    r = cli(client, "promote", "credit-v2", "--keep", "--no-wait", "-o", "json")
+    assert r.code == 0
+    data = json.loads(r.out)
+    assert data["archived"] == []
+    assert data["stillRequestingProduction"] == ["credit-v1"]
+    assert kube.mv("credit-v1")["spec"]["stage"] == "Production"
+
+
+def test_promote_blocked_and_timeout(env: tuple[Client, FakeKube], model_file: Path) -> None:
+    client, kube = env
+    cli(client, "register", "credit", str(model_file), "--no-progress")
+
+    def blocked(plural: str, name: str) -> None:
+        if plural == "modelversions" and kube.mv(name)["spec"]["stage"] == "Production":
+            kube.set_status(
+                name,
+                phase="Blocked",
+                conditions=[
+                    {
+                        "type": "GatesPassed",
+                        "status": "False",
+                        "reason": "GateFailed",
+                        "message": "auc missing",
+                    }
+                ],
+            )
+
+    kube.on_get = blocked
+    r = cli(client, "promote", "credit", "1")
+    assert r.code == 5
+    assert "error: credit-v1 is Blocked: GatesPassed: GateFailed - auc missing" in r.err
+    kube.on_get = None
+    kube.set_status("credit-v1", phase="Verifying")
+    r = cli(client, "wait", "credit-v1", "--for", "phase=Serving", "--timeout", "3")
+    assert r.code == 4
+    assert "timed out after 3s" in r.err
+    r = cli(client, "wait", "credit-v1", "--for", "colour=blue")
+    assert r.code == 2
+
+
+def test_history_compare_verify(
+    env: tuple[Client, FakeKube], model_file: Path, tmp_path: Path
+) -> None:
+    client, kube = env
+    cli(client, "register", "credit", str(model_file), "-m", "auc=0.8", "--no-progress")
+    cli(
+        client,
+        "register",
+        "credit",
+        str(model_file),
+        "-m",
+        "auc=0.9",
+        "-m",
+        "loss=0.1",
+        "--no-progress",
+    )
+    kube.set_status(
+        "credit-v1",
+        history=[
+            {
+                "stage": "Staging",
+                "phase": "Ready",
+                "at": "2026-01-01T00:00:00Z",
+                "reason": "requested",
+            }
+        ],
+    )
+    r = cli(client, "history", "credit")
+    assert r.out.splitlines()[1].split() == [
+        "2026-01-01T00:00:00Z",
+        "1",
+        "Staging",
+        "Ready",
+        "requested",
+    ]
+    r = cli(client, "compare", "credit")
+    rows = [line.split() for line in r.out.splitlines()]
+    assert rows[0] == ["METRIC", "V1", "V2"]
+    assert ["auc", "0.8", "0.9"] in rows
+    assert ["loss", "<none>", "0.1"] in rows
+    r = cli(client, "compare", "credit", "1", "2", "-o", "json")
+    assert json.loads(r.out)["metrics"]["auc"] == {"v1": 0.8, "v2": 0.9}
+    plot = tmp_path / "cmp.png"
+    r = cli(client, "compare", "credit", "--plot", str(plot))
+    assert r.code == 0, r.err
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = cli(client, "verify", "credit", "2")
+    assert r.code == 0
+    assert "OK: the stored artifact matches" in r.out
+    kube.mv("credit-v2")["spec"]["artifact"]["sha256"] = "0" * 64
+    r = cli(client, "verify", "credit-v2", "-o", "json")
+    assert r.code == 5
+    assert json.loads(r.out)["ok"] is False
+
+
+def test_rollback(env: tuple[Client, FakeKube], model_file: Path) -> None:
+    client, kube = env
+    cli(client, "register", "credit", str(model_file), "--stage", "Production", "--no-progress")
+    cli(client, "register", "credit", str(model_file), "--stage", "Production", "--no-progress")
+    kube.objects[("models", "risk", "credit")]["status"] = {"productionVersion": 2}
+    r = cli(client, "rollback", "credit", "--no-wait")
+    assert (r.code, r.out.strip()) == (
+        0,
+        "archived credit-v2; credit-v1 takes over production (requested)",
+    )
+    kube.objects[("models", "risk", "credit")]["status"] = {}
+    r = cli(client, "rollback", "credit", "--no-wait")
+    assert r.code == 5
+    assert "no version of 'credit' is serving production" in r.err
+
+
+def test_unexpected_errors_are_one_line_unless_debug(env: tuple[Client, FakeKube]) -> None:
+    client, kube = env
+
+    def boom(plural: str, name: str) -> None:
+        raise RuntimeError("bug")
+
+    kube.on_get = boom
+    r = cli(client, "get", "credit-v1")
+    assert r.code == 1
+    assert r.err.endswith("error: unexpected RuntimeError: bug\n")
+    assert "Traceback" not in r.err
+    r = cli(client, "get", "credit-v1", "--debug")
+    assert "Traceback" in r.err
+
+
+def test_output_helpers() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    assert output.age("2026-01-01T23:59:30Z", now) == "30s"
+    assert output.age("2026-01-01T23:00:00Z", now) == "60m"
+    assert output.age("2026-01-01T00:00:00Z", now) == "24h"
+    assert output.age("2025-12-01T00:00:00Z", now) == "32d"
+    assert output.age(None) == "<none>"
+    assert output.number(3.0) == "3"
+    assert output.number(0.912345) == "0.9123"
+    assert output.human_bytes(1536) == "1.5 KiB"
+    assert output.table(["a", "bb"], [(1, None)]) == "A   BB\n1   <none>"

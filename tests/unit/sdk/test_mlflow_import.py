@@ -1,0 +1,216 @@
+"""Unit tests of modelreg.sdk.mlflow_import with a fake MLflow source (the adapter boundary) and of
+`mlflow_source.main_file` on real directories. The real MLflow round trip is tests/e2e/test_mlflow_import.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelreg.adapters.mlflow_source import MainFile, SourceModel, SourceVersion, main_file
+from modelreg.api.models import Stage
+from modelreg.sdk import errors
+from modelreg.sdk.mlflow_import import (
+    ANNOTATION,
+    DEFAULT_ALIAS_STAGES,
+    import_mlflow,
+    model_name_for,
+    stage_for,
+)
+from tests.unit.sdk.fakes import CREDS, NS, make_client, standard
+
+
+def sv(
+    version: int, stage: str = "None", aliases: tuple[str, ...] = (), status: str = "READY"
+) -> SourceVersion:
+    return SourceVersion(
+        model="Credit Scoring",
+        version=version,
+        stage=stage,
+        aliases=aliases,
+        status=status,
+        source=f"models:/m-{version}",
+        run_id=f"run{version}",
+        description=f"v{version}",
+        metrics={"auc": 0.8 + version / 100},
+        params={"C": str(version)},
+        run_tags={"mlflow.source.git.commit": "abc123"},
+    )
+
+
+class FakeSource:
+    def __init__(self, models: list[SourceModel]) -> None:
+        self._models = models
+        self.downloads: list[int] = []
+
+    def models(self, names: list[str] | None = None) -> list[SourceModel]:
+        return [m for m in self._models if not names or m.name in names]
+
+    def download(self, version: SourceVersion, dest: Path) -> Path:
+        self.downloads.append(version.version)
+        dest.mkdir(parents=True)
+        (dest / "MLmodel").write_text(
+            "flavors:\n  sklearn:\n    pickled_model: model.skops\n    serialization_format: skops\n"
+        )
+        (dest / "model.skops").write_bytes(f"weights-{version.version}".encode())
+        return dest
+
+
+def registry() -> FakeSource:
+    return FakeSource(
+        [
+            SourceModel(
+                name="Credit Scoring",
+                description="credit model",
+                tags={"team": "risk"},
+                versions=[
+                    sv(1, "Archived"),
+                    sv(2, "Production"),
+                    sv(3, aliases=("champion",)),
+                    sv(4, "Staging"),
+                    sv(5, status="FAILED_REGISTRATION"),
+                ],
+            )
+        ]
+    )
+
+
+def test_names_and_stages() -> None:
+    assert model_name_for("Credit Scoring (EU)") == "credit-scoring-eu"
+    with pytest.raises(errors.InvalidArgument):
+        model_name_for("***")
+    assert stage_for(sv(1, "Production", ("challenger",)), DEFAULT_ALIAS_STAGES) is Stage.STAGING
+    assert stage_for(sv(1, "staging"), DEFAULT_ALIAS_STAGES) is Stage.STAGING
+    assert (
+        stage_for(sv(1, "None", ("Champion", "challenger")), DEFAULT_ALIAS_STAGES)
+        is Stage.PRODUCTION
+    )
+    assert stage_for(sv(1, "None", ("blue",)), DEFAULT_ALIAS_STAGES) is Stage.NONE
+
+
+def test_import_creates_model_and_versions_then_is_idempotent() -> None:
+    client, kube, st, _ = make_client()
+    kube.secrets[(NS, "s3-credentials")] = dict(CREDS)
+    src = registry()
+    report = import_mlflow(
+        client,
+        "sqlite:///x.db",
+        storage_prefix="s3://models/imported",
+        secret_name="s3-credentials",
+        source=src,  # type: ignore[arg-type]
+    )
+    assert report.models_created == ["credit-scoring"]
+    model = kube.objects[("models", NS, "credit-scoring")]
+    assert model["spec"]["storage"] == {
+        "uri": "s3://models/imported/credit-scoring/",
+        "secretRef": {"name": "s3-credentials"},
+    }
+    assert model["spec"]["tags"] == {"team": "risk"}
+    assert [(v.source, v.target, v.action, v.stage) for v in report.versions] == [
+        ("Credit Scoring/1", "credit-scoring-v1", "created", Stage.ARCHIVED),
+        ("Credit Scoring/2", "credit-scoring-v2", "created", Stage.PRODUCTION),
+        ("Credit Scoring/3", "credit-scoring-v3", "created", Stage.PRODUCTION),
+        ("Credit Scoring/4", "credit-scoring-v4", "created", Stage.STAGING),
+        ("Credit Scoring/5", "", "skipped", Stage.NONE),
+    ]
+    v3 = kube.mv("credit-scoring-v3")
+    assert v3["metadata"]["annotations"] == {ANNOTATION: "Credit Scoring/3"}
+    assert v3["spec"]["artifact"]["uri"] == "s3://models/imported/credit-scoring/3/model.skops"
+    assert v3["spec"]["artifact"]["format"] == "skops"
+    assert v3["spec"]["framework"] == "sklearn"
+    assert v3["spec"]["metrics"] == {"auc": pytest.approx(0.83)}
+    assert v3["spec"]["params"] == {"C": "3"}
+    assert v3["spec"]["lineage"] == {
+        "mlflowModel": "Credit Scoring/3",
+        "run": "run3",
+        "source": "models:/m-3",
+        "gitCommit": "abc123",
+    }
+    assert st.objects["s3://models/imported/credit-scoring/3/model.skops"] == b"weights-3"
+
+    objects_before = dict(kube.objects)
+    again = import_mlflow(
+        client, "sqlite:///x.db", storage_prefix="s3://models/imported", source=src
+    )  # type: ignore[arg-type]
+    assert again.models_created == []
+    assert again.created == []
+    assert [v.action for v in again.versions] == ["exists"] * 4 + ["skipped"]
+    assert kube.objects == objects_before
+    assert src.downloads == [1, 2, 3, 4]
+
+
+def test_import_into_existing_model_takes_free_numbers() -> None:
+    client, kube, _, _ = standard()
+    kube.objects[("modelversions", NS, "credit-v1")] = {
+        "metadata": {"name": "credit-v1", "namespace": NS, "generation": 1},
+        "spec": {
+            "model": "credit",
+            "version": 1,
+            "artifact": {"uri": "s3://models/credit/1/a", "sha256": "0"},
+        },
+    }
+    src = FakeSource([SourceModel("Credit Scoring", "", {}, [sv(1), sv(2)])])
+    report = import_mlflow(client, "file:///m", model_map={"Credit Scoring": "credit"}, source=src)  # type: ignore[arg-type]
+    # v1 is taken by a native version: MLflow v1 gets the next free number, v2 then the one after.
+    assert [v.target for v in report.versions] == ["credit-v2", "credit-v3"]
+
+
+def test_import_needs_storage_for_a_new_model() -> None:
+    client, kube, _, _ = make_client()
+    with pytest.raises(errors.NoStorageConfigured, match="--storage-prefix"):
+        import_mlflow(client, "file:///m", source=registry())  # type: ignore[arg-type]
+    assert kube.objects == {}
+
+
+def test_dry_run_writes_nothing() -> None:
+    client, kube, st, _ = make_client()
+    report = import_mlflow(
+        client, "file:///m", storage_prefix="s3://models/", dry_run=True, source=registry()
+    )  # type: ignore[arg-type]
+    assert report.models_created == ["credit-scoring"]
+    assert [v.action for v in report.versions] == ["would-create"] * 4 + ["skipped"]
+    assert kube.objects == {}
+    assert st.objects == {}
+
+
+@pytest.mark.parametrize(
+    ("mlmodel", "files", "expected"),
+    [
+        (
+            "flavors:\n  onnx:\n    data: model.onnx\n",
+            ["model.onnx"],
+            ("model.onnx", "onnx", "onnx"),
+        ),
+        (
+            "flavors:\n  sklearn:\n    pickled_model: model.pkl\n    serialization_format: cloudpickle\n",
+            ["model.pkl"],
+            ("model.pkl", "sklearn", "sklearn"),
+        ),
+        (
+            "flavors:\n  xgboost:\n    data: model.xgb\n",
+            ["model.xgb"],
+            ("model.xgb", "xgboost", "xgboost"),
+        ),
+        (
+            "flavors:\n  lightgbm:\n    data: model.lgb\n",
+            ["model.lgb"],
+            ("model.lgb", "lightgbm", "lightgbm"),
+        ),
+        (
+            "flavors:\n  python_function:\n    loader_module: mlflow.pytorch\n",
+            ["data.pth"],
+            (None, "custom", "pytorch"),
+        ),
+        ("flavors:\n  onnx:\n    data: missing.onnx\n", [], (None, "custom", "mlflow")),
+    ],
+)
+def test_main_file(
+    tmp_path: Path, mlmodel: str, files: list[str], expected: tuple[str | None, str, str]
+) -> None:
+    (tmp_path / "MLmodel").write_text(mlmodel)
+    for f in files:
+        (tmp_path / f).write_bytes(b"x")
+    got = main_file(tmp_path)
+    name, fmt, framework = expected
+    assert got == MainFile(tmp_path / name if name else None, fmt, framework)
