@@ -204,7 +204,8 @@ def test_helm_template_passes_server_side_dry_run(
     kinds = {d["kind"] for d in yaml.safe_load_all(rendered) if d}
     assert {"CustomResourceDefinition", "Deployment", "ValidatingAdmissionPolicy"} <= kinds
     proc = kubectl.run(
-        "apply", "--server-side", "--dry-run=server", "--field-manager=e2e-helm-dry-run",
+        "apply", "--server-side", "--dry-run=server", "--force-conflicts",
+        "--field-manager=e2e-helm-dry-run",
         "-f", "-", input=rendered, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
