@@ -1,0 +1,92 @@
+"""Prometheus metrics of the model server, served at GET /metrics.
+
+Created by `modelreg.runtime.server` and updated by `modelreg.runtime.http` once per request to a
+model endpoint (health probes and /metrics itself are not counted, so scrapes and kubelet probes
+do not drown the traffic). Each server has its own registry: tests can run several in a process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# From a fraction of a millisecond (small tabular models) to seconds (big batches).
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
+
+
+class Metrics:
+    def __init__(self, model: str, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._model = model
+        self._version = version
+        labels = ("model", "version", "endpoint", "status")
+        self._requests = Counter(
+            "modelreg_runtime_requests",
+            "Requests to model endpoints, by endpoint (infer, metadata, ready) and HTTP status.",
+            labels,
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "modelreg_runtime_request_duration_seconds",
+            "Time from request to response at the server, by endpoint and HTTP status.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._in_flight = Gauge(
+            "modelreg_runtime_requests_in_flight",
+            "Inference requests being processed.",
+            ("model", "version"),
+            registry=self.registry,
+        ).labels(model, version)
+        self._ready = Gauge(
+            "modelreg_runtime_model_ready",
+            "1 when the model is verified and loaded.",
+            ("model", "version"),
+            registry=self.registry,
+        ).labels(model, version)
+        # Label lookups cost more than the increments; keep the children.
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, endpoint: str, status: int, seconds: float) -> None:
+        key = (endpoint, status)
+        children = self._children.get(key)
+        if children is None:
+            values = (self._model, self._version, endpoint, str(status))
+            children = (self._requests.labels(*values), self._latency.labels(*values))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def started(self) -> None:
+        self._in_flight.inc()
+
+    def finished(self) -> None:
+        self._in_flight.dec()
+
+    def set_ready(self, ready: bool) -> None:
+        self._ready.set(1 if ready else 0)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

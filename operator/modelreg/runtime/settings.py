@@ -1,0 +1,168 @@
+"""The model server's settings: one typed object, read once at start-up from the environment.
+
+This is the contract between the operator and the serving container: the operator writes these
+variables into the Deployment (credentials through `secretKeyRef`), and
+`modelreg.runtime.server.main` builds `RuntimeSettings` from them (command-line flags override).
+Nothing else in the runtime reads `os.environ`.
+
+Environment: `MODELREG_<FIELD>` (e.g. MODELREG_MODEL_NAME, MODELREG_ARTIFACT_URI), except the three
+AWS variables, which keep their standard names (AWS_REGION, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY) so the same Secret works for every S3 tool.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import AliasChoices, Field, SecretStr, StringConstraints, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class ArtifactFormat(enum.StrEnum):
+    """The serialisations the builtin runtime loads (`custom` needs a custom runtime)."""
+
+    ONNX = "onnx"
+    SKLEARN = "sklearn"
+    SKOPS = "skops"
+    XGBOOST = "xgboost"
+    LIGHTGBM = "lightgbm"
+
+
+SAFE_FORMATS = ("onnx", "skops", "xgboost", "lightgbm")
+"""Formats that load without running code from the artifact."""
+
+_SHA256 = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
+
+
+class RuntimeSettings(BaseSettings):
+    """Every knob of `python -m modelreg.runtime`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELREG_",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    model_name: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+    ] = Field(description="Name the model is served under: /v2/models/<name>.")
+    model_version: int = Field(
+        default=1, ge=1, description="Version served: /v2/models/<name>/versions/<version>."
+    )
+    artifact_uri: str | None = Field(
+        default=None, description="s3://bucket/key of the artifact; downloaded at start-up."
+    )
+    artifact_path: Path | None = Field(
+        default=None,
+        description="A local artifact file instead of artifact_uri (development, `modelreg "
+        "serve`). Verified against artifact_sha256 when that is set.",
+    )
+    artifact_sha256: str | None = Field(
+        default=None,
+        description="Hex sha256 of the artifact; required with artifact_uri. Nothing is "
+        "deserialised unless the downloaded bytes match it.",
+    )
+    artifact_format: ArtifactFormat = Field(
+        description="onnx | sklearn | skops | xgboost | lightgbm."
+    )
+
+    s3_endpoint: str | None = Field(
+        default=None, description="Endpoint URL of an S3-compatible store; AWS when unset."
+    )
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "MODELREG_AWS_REGION")
+    )
+    aws_access_key_id: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID")
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY")
+    )
+    store_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Connect/read timeout of each object-store call."
+    )
+    download_retry_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest pause between download retries on transient errors.",
+    )
+
+    http_host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")  # noqa: S104 - a pod must listen on its IP
+    http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 picks one.")
+    model_dir: Path = Field(
+        default=Path("/models"),
+        description="Writable directory for the downloaded artifact (an emptyDir: the root "
+        "filesystem is read-only).",
+    )
+    allow_pickle: bool = Field(
+        default=False,
+        description="Allow format 'sklearn' (joblib/pickle). Unpickling runs code from the file.",
+    )
+    skops_trusted_types: list[str] = Field(
+        default_factory=list,
+        description="Extra types a skops file may contain beyond skops' defaults (JSON list).",
+    )
+    max_request_bytes: int = Field(
+        default=16 * MIB, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    inline_max_elements: int = Field(
+        default=16384,
+        ge=0,
+        description="Requests with at most this many input elements are predicted on the event "
+        "loop (a thread hop costs more than a small prediction); larger ones in a thread.",
+    )
+    intra_op_threads: int = Field(
+        default=1,
+        ge=0,
+        description="onnxruntime/xgboost/lightgbm threads per prediction; 0 = library default. "
+        "1 suits small requests: concurrency comes from the request stream, not one prediction.",
+    )
+    graceful_timeout_seconds: int = Field(
+        default=20,
+        ge=0,
+        description="On SIGTERM, how long requests in flight may take to finish.",
+    )
+    exit_on_load_failure: bool = Field(
+        default=True,
+        description="Exit non-zero when the artifact cannot be verified or loaded, so the pod "
+        "shows the reason; when false the server stays up and not ready.",
+    )
+    termination_log: Path | None = Field(
+        default=Path("/dev/termination-log"),
+        description="Where a fatal start-up error is written for Kubernetes to show.",
+    )
+    log_level: str = Field(default="info", description="debug | info | warning | error.")
+    access_log: bool = Field(default=False, description="Log every request (costs throughput).")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.artifact_uri and self.artifact_path:
+            raise ValueError("set either MODELREG_ARTIFACT_URI or MODELREG_ARTIFACT_PATH, not both")
+        if not self.artifact_uri and not self.artifact_path:
+            raise ValueError(
+                "MODELREG_ARTIFACT_URI (or a local MODELREG_ARTIFACT_PATH) is required"
+            )
+        if self.artifact_uri and not self.artifact_sha256:
+            raise ValueError(
+                "MODELREG_ARTIFACT_SHA256 is required with MODELREG_ARTIFACT_URI: the runtime "
+                "never loads an artifact it has not verified"
+            )
+        if self.artifact_sha256 is not None and not _SHA256.fullmatch(self.artifact_sha256):
+            raise ValueError("MODELREG_ARTIFACT_SHA256 must be 64 hexadecimal characters")
+        if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ValueError("MODELREG_LOG_LEVEL must be one of debug, info, warning, error")
+        return self
+
+    @property
+    def expected_sha256(self) -> str | None:
+        if self.artifact_sha256 is None:
+            return None
+        return self.artifact_sha256.lower().removeprefix("sha256:")
