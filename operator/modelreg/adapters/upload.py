@@ -167,7 +167,8 @@ class Uploader:
         """Stream the file `src` to `uri` and return the sha256 of exactly the bytes sent.
 
         `if_none_match` makes the write conditional (S3 `If-None-Match: *`): it fails with
-        ObjectExists when the key is taken, on stores that implement conditional writes.
+        ObjectExists when the key is taken. Best effort: a store answering 501 NotImplemented
+        gets an unconditional write.
         """
         loc = S3Location.parse(uri)
         extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
@@ -234,10 +235,17 @@ class Uploader:
     ) -> UploadResult:
         data = _read(f, src, -1)
         digest = hashlib.sha256(data).hexdigest()
-        try:
-            resp = self._client.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **extra)
-        except Exception as e:
-            self._translate(e, loc, "put")
+        cond = {k: extra.pop(k) for k in list(extra) if k == "IfNoneMatch"}
+        resp = self._call(
+            self._client.put_object,
+            loc,
+            "put",
+            cond,
+            Bucket=loc.bucket,
+            Key=loc.key,
+            Body=data,
+            **extra,
+        )
         if progress:
             progress(len(data))
         return UploadResult(loc.uri(), digest, len(data), _etag(resp.get("ETag")), 1)
@@ -287,16 +295,16 @@ class Uploader:
             done, pending = wait(pending)
             collect(done)
             parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
-            try:
-                resp = self._client.complete_multipart_upload(
-                    Bucket=loc.bucket,
-                    Key=loc.key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                    **cond,
-                )
-            except Exception as e:
-                self._translate(e, loc, "complete upload")
+            resp = self._call(
+                self._client.complete_multipart_upload,
+                loc,
+                "complete upload",
+                cond,
+                Bucket=loc.bucket,
+                Key=loc.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
         except BaseException:
             for fut in pending:
                 fut.cancel()
@@ -309,6 +317,21 @@ class Uploader:
             raise
         pool.shutdown(wait=True)
         return UploadResult(loc.uri(), h.hexdigest(), size, _etag(resp.get("ETag")), len(parts))
+
+    def _call(
+        self, fn: Callable[..., Any], loc: S3Location, action: str, cond: dict[str, Any], **kw: Any
+    ) -> Any:
+        """Call `fn` with the conditional-write headers `cond`; a store that does not implement
+        conditional writes (501 NotImplemented) gets the plain call instead (best effort)."""
+        try:
+            return fn(**kw, **cond)
+        except Exception as e:
+            if cond and _not_implemented(e):
+                try:
+                    return fn(**kw)
+                except Exception as again:
+                    self._translate(again, loc, action)
+            self._translate(e, loc, action)
 
     def _upload_part(
         self, loc: S3Location, upload_id: str, number: int, chunk: bytes
@@ -371,6 +394,14 @@ class Uploader:
         if type(e).__module__.startswith(("urllib3", "s3transfer")):
             raise StoreUnavailable(f"{where}: transfer failed ({type(e).__name__})") from e
         raise e
+
+
+def _not_implemented(e: BaseException) -> bool:
+    if not isinstance(e, botocore.exceptions.ClientError):
+        return False
+    code = str(e.response.get("Error", {}).get("Code", ""))
+    status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code == "NotImplemented" or status == 501
 
 
 def _open(src: Path) -> IO[bytes]:

@@ -401,7 +401,6 @@ class Client:
                 n = prefer
             else:
                 n = self._next_version(mdl, st, prefix)
-            uri = f"{prefix}{n}/{art.filename}"
             sent = 0
 
             def on_bytes(count: int) -> None:
@@ -410,12 +409,23 @@ class Client:
                 if progress:
                     progress(sent, art.size)
 
-            if progress:
-                progress(0, art.size)
-            try:
-                result = st.upload(art.path, uri, progress=on_bytes)
-            except store.StoreError as e:
-                raise _store_error(e) from e
+            for _ in range(_MAX_CREATE_ATTEMPTS):
+                uri = f"{prefix}{n}/{art.filename}"
+                sent = 0
+                if progress:
+                    progress(0, art.size)
+                try:
+                    # Conditional: never overwrite an object another registration just wrote.
+                    result = st.upload(art.path, uri, progress=on_bytes, if_none_match=True)
+                    break
+                except up.ObjectExists as e:
+                    if version is not None:
+                        raise AlreadyExists(f"{uri} already exists; version {n} is taken") from e
+                    n = self._next_version(mdl, st, prefix, floor=n)
+                except store.StoreError as e:
+                    raise _store_error(e) from e
+            else:
+                raise AlreadyExists(f"gave up finding a free version of {mdl.metadata.name!r}")
             spec = {
                 **fields,
                 "model": mdl.metadata.name,

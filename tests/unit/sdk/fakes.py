@@ -15,7 +15,7 @@ from typing import Any
 
 from modelreg.adapters import kube as k
 from modelreg.adapters import objectstore as store
-from modelreg.adapters.upload import UploadResult
+from modelreg.adapters.upload import ObjectExists, UploadResult
 from modelreg.sdk.client import Client
 
 Body = dict[str, Any]
@@ -144,6 +144,8 @@ class FakeStore:
         self.configs: list[store.StoreConfig] = []
         self.fail_upload: store.StoreError | None = None
         self.closed = 0
+        self.uploads: list[str] = []
+        self.before_upload: Callable[[str], None] | None = None
 
     def __call__(self, config: store.StoreConfig) -> FakeStore:
         self.configs.append(config)
@@ -159,9 +161,14 @@ class FakeStore:
         if_none_match: bool = False,
     ) -> UploadResult:
         store.S3Location.parse(uri)
+        if self.before_upload:
+            self.before_upload(uri)
         if self.fail_upload:
             raise self.fail_upload
         data = Path(src).read_bytes()
+        if if_none_match and uri in self.objects:
+            raise ObjectExists(f"put {uri}: an object already exists at this key")
+        self.uploads.append(uri)
         self.objects[uri] = data
         if progress:
             progress(len(data))

@@ -483,3 +483,26 @@ def test_rollback_with_nothing_to_fall_back_on(artifact: Path) -> None:
     assert kube.mv("credit-v1")["spec"]["stage"] == "Production"  # untouched
     with pytest.raises(errors.VersionNotFound):
         client.rollback("credit", to=5)
+
+
+def test_register_never_overwrites_an_object_written_meanwhile(artifact: Path) -> None:
+    client, _kube, st, _ = standard()
+
+    def concurrent_writer(uri: str) -> None:
+        if uri == "s3://models/credit/1/model.onnx" and uri not in st.objects:
+            st.objects[uri] = b"someone else's model"
+
+    st.before_upload = concurrent_writer
+    mv = client.register("credit", artifact)
+    assert mv.metadata.name == "credit-v2"
+    assert st.objects["s3://models/credit/1/model.onnx"] == b"someone else's model"
+    assert st.objects["s3://models/credit/2/model.onnx"] == artifact.read_bytes()
+
+    # A pinned version whose key gets written between the check and the upload:
+    def writer5(uri: str) -> None:
+        st.objects[uri] = b"y"
+
+    st.before_upload = writer5
+    with pytest.raises(errors.AlreadyExists, match="version 5 is taken"):
+        client.register("credit", artifact, version=5)
+    assert "credit-v5" not in [mv.metadata.name for mv in client.list("credit")]
