@@ -26,7 +26,12 @@ MANAGED = {naming.MANAGED_BY: naming.MANAGER}
 
 
 def install(reconciler: Reconciler, settings: OperatorSettings) -> kopf.OperatorRegistry:
-    registry: kopf.OperatorRegistry = kopf.SmartOperatorRegistry()  # type: ignore[attr-defined]
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kw: Any) -> kopf.ConnectionInfo | None:
+        # The same kubeconfig / in-cluster resolution as adapters.kube (the `kubernetes` client).
+        return kopf.login_via_client(**kw)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -54,19 +59,21 @@ def install(reconciler: Reconciler, settings: OperatorSettings) -> kopf.Operator
 
     # -- indexes: the reconciler's cache ---------------------------------------------------------
 
-    @kopf.index(GROUP, VERSION, "models", registry=registry)
+    @kopf.index(GROUP, VERSION, "models", id="models_idx", registry=registry)
     def models_idx(**kw: Any) -> dict[Any, Any]:
         return {(kw["namespace"], kw["name"]): dict(kw["body"])}
 
-    @kopf.index(GROUP, VERSION, "modelversions", registry=registry)
+    @kopf.index(GROUP, VERSION, "modelversions", id="versions_idx", registry=registry)
     def versions_idx(**kw: Any) -> dict[Any, Any]:
         return {(kw["namespace"], kw["spec"].get("model", "")): dict(kw["body"])}
 
-    @kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+    @kopf.index(
+        "apps", "v1", "deployments", labels=MANAGED, id="deployments_idx", registry=registry
+    )
     def deployments_idx(**kw: Any) -> dict[Any, Any]:
         return {(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): dict(kw["body"])}
 
-    @kopf.index("v1", "services", labels=MANAGED, registry=registry)
+    @kopf.index("v1", "services", labels=MANAGED, id="services_idx", registry=registry)
     def services_idx(**kw: Any) -> dict[Any, Any]:
         return {(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): dict(kw["body"])}
 
