@@ -53,6 +53,19 @@ MIB = 1024 * 1024
 MIN_PART_BYTES = 5 * MIB  # S3: every part but the last is at least 5 MiB
 MAX_PARTS = 10_000  # S3: at most 10,000 parts per upload
 
+_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "Forbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "AllAccessDisabled",
+        "XAdminUserNotFound",  # versitygw: an unknown access key id (with HTTP 404)
+    }
+)
+
 ProgressFn = Callable[[int], None]
 """Called on the calling thread with the number of bytes just confirmed by the store."""
 
@@ -367,16 +380,15 @@ class Uploader:
             detail = self._scrub(str(err.get("Message") or code or f"HTTP {status}"))
             if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
                 raise ObjectExists(f"{where}: an object already exists at this key") from e
-            if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound") or status == 404:
-                what = "bucket" if code == "NoSuchBucket" else "object"
-                raise ObjectNotFound(f"{where}: no such {what} ({detail})") from e
-            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or (
-                status in (401, 403)
-            ):
+            # Credential codes first: some stores answer a wrong key id with HTTP 404.
+            if code in _DENIED_CODES or status in (401, 403):
                 raise AccessDenied(
                     f"{where}: access denied ({code or status}: {detail}); check the "
                     "credentials and the bucket policy"
                 ) from e
+            if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound") or status == 404:
+                what = "bucket" if code == "NoSuchBucket" else "object"
+                raise ObjectNotFound(f"{where}: no such {what} ({detail})") from e
             if status >= 500 or status == 429 or code in ("SlowDown", "RequestTimeout"):
                 raise StoreUnavailable(f"{where}: the store is unavailable ({detail})") from e
             raise StoreError(f"{where}: {code or status}: {detail}") from e

@@ -193,6 +193,8 @@ def test_conditional_write_reports_an_existing_object(tmp_path: Path) -> None:
     ("exc", "kind"),
     [
         (client_error("NoSuchBucket", 404), ObjectNotFound),
+        (client_error("XAdminUserNotFound", 404), AccessDenied),
+        (client_error("InvalidAccessKeyId", 403), AccessDenied),
         (client_error("SlowDown", 503), StoreUnavailable),
         (
             botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
