@@ -242,8 +242,8 @@ def test_no_role_may_list_or_watch_secrets() -> None:
 def test_watch_namespaces_switches_to_namespaced_roles() -> None:
     objs = render("--set-json", 'watchNamespaces=["team-a","team-b"]')
     cluster_role = only(objs, "ClusterRole", "modelreg-operator")
-    # Cluster-wide only what Kopf needs to find its resources: no namespaces, no Secrets.
-    assert triples(cluster_role["rules"]) == CRD_DISCOVERY
+    # Cluster-wide only what Kopf needs to find its resources and namespaces: no Secrets.
+    assert triples(cluster_role["rules"]) == CRD_DISCOVERY | NAMESPACE_DISCOVERY
     roles = of_kind(objs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
