@@ -22,8 +22,10 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -132,6 +134,10 @@ class RuntimeServer:
                 await self._load_task
 
 
+def _ignore_signal(signum: int, frame: object) -> None:
+    """Stand-in handler that uvicorn restores and re-raises into after a graceful shutdown."""
+
+
 def _write_termination_log(settings: RuntimeSettings, message: str) -> None:
     path = settings.termination_log
     if path is None:
@@ -208,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.http_host,
         settings.http_port,
     )
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the previous handler; a
+    # no-op one lets the drained server return and the process exit 0 instead of dying by signal.
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _ignore_signal)
     server = RuntimeServer(settings)
     code = server.run()
     if code == EXIT_OK and not server.started:
