@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from tests.e2e.helpers import REPO, S3, Kubectl, OperatorProcess, wait_for
-from tests.unit.test_argocd_health import FIXTURES, evaluate, health_scripts
+from tests.e2e.test_argocd_health_live import save_captured
+from tests.unit.test_argocd_health import evaluate, health_scripts
 
 SAMPLES = REPO / "manifests" / "samples"
 MANAGER = "argocd-controller"
@@ -103,8 +104,9 @@ def owns(fields: dict[str, Any], *path: str) -> bool:
 def live(kubectl: Kubectl, namespace: str) -> dict[str, dict[str, Any]]:
     out = {}
     for kind, name in (("model", "iris"), ("mv", "iris-v1"), ("mv", "iris-v2")):
-        obj = kubectl.get(kind, name, namespace)
-        assert obj is not None, f"{kind}/{name} is missing"
+        obj = json.loads(
+            kubectl("-n", namespace, "get", kind, name, "-o", "json", "--show-managed-fields")
+        )
         out[f"{obj['kind']}/{name}"] = obj
     return out
 
@@ -193,10 +195,7 @@ def test_samples_converge_without_drift_and_report_healthy(
 
 def capture(objs: dict[str, dict[str, Any]]) -> None:
     for obj in objs.values():
-        kept = {
-            **obj,
-            "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"},
-        }
-        state = (obj.get("status") or {}).get("phase") or "ready"
-        name = f"captured-{obj['kind'].lower()}-{state.lower()}.json"
-        (FIXTURES / name).write_text(json.dumps(kept, indent=2) + "\n")
+        status = obj.get("status") or {}
+        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+        tag = f"{status.get('phase', '')}-{ready.get('reason', '')}".strip("-").lower()
+        save_captured(obj, tag if obj["kind"] == "ModelVersion" else "ready")
