@@ -64,6 +64,14 @@ kube_ready() {
   [ -f "$kubeconfig" ] && "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
 }
 
+cluster_alive() { # any process of the cluster still running?
+  local f
+  for f in "$KWOK_WORKDIR/clusters/$name"/pids/*.pid; do
+    [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0
+  done
+  return 1
+}
+
 s3_pid() { [ -f "$s3dir/pid" ] && cat "$s3dir/pid" || true; }
 s3_alive() { local p; p=$(s3_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 s3_ready() {
@@ -185,9 +193,15 @@ up() {
     say "already up ($(elapsed)): KUBECONFIG=$kubeconfig, S3 in $dev/s3.env"
     return 0
   fi
+  if ! kube_ready && cluster_alive; then
+    # Running but not answering (starting, or an API server restart): wait, never tear it down.
+    say "the control plane is running but not ready yet: waiting up to 90s"
+    for _ in $(seq 180); do kube_ready && break; sleep 0.5; done
+    kube_ready || die "the control plane's processes run but the API server does not answer; see $KWOK_WORKDIR/clusters/$name/logs/ or run 'make cluster-down' first"
+  fi
   if ! kube_ready; then
     if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
-      say "found a stale cluster in $KWOK_WORKDIR (a killed run?): removing it"
+      say "found a stale cluster in $KWOK_WORKDIR (a killed run: its processes are gone): removing it"
       "$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kubeconfig" >/dev/null 2>&1 || true
       rm -rf "$KWOK_WORKDIR/clusters/$name"
     fi
@@ -248,6 +262,11 @@ status() {
   if kube_ready; then say "control plane: up ($kubeconfig)"; else say "control plane: down"; fi
   if s3_ready; then say "S3 server: up ($(grep ENDPOINT "$dev/s3.env"))"; else say "S3 server: down"; fi
 }
+
+# One `up` or `down` at a time: test sessions started in parallel share this environment.
+mkdir -p "$dev"
+exec 9>"$dev/cluster.lock"
+flock -w 600 9 || die "another 'tools/cluster.sh' holds $dev/cluster.lock for more than 10 minutes"
 
 case ${1:-} in
   up) up ;;
