@@ -211,8 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="show what would be imported")
 
-    p = cmd("serve", "run the model server (the builtin runtime) in the foreground")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the runtime")
+    p = cmd("serve", "run the model server in the foreground (`modelreg serve --help`)")
     return parser
 
 
@@ -511,17 +510,38 @@ class App:
             self.out.write(summary + "\n")
         return EXIT_OK
 
-    def serve(self) -> int:
-        try:
-            runtime = importlib.import_module("modelreg.runtime")
-            runtime_main = runtime.main
-        except (ImportError, AttributeError) as e:
-            raise ModelregError(
-                f"the model server is not available ({e}): pip install 'modelreg[runtime]'"
-            ) from e
-        argv = [x for x in self.args.args if x != "--"]
-        code = runtime_main(argv)
-        return int(code or 0)
+
+_VALUED = frozenset(
+    {"-n", "--namespace", "--context", "--kubeconfig", "--s3-endpoint", "-o", "--output"}
+)
+
+
+def _serve_args(argv: Sequence[str]) -> list[str] | None:
+    """The arguments after `serve` when `serve` is the command, else None."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "serve":
+            return list(argv[i + 1 :])
+        if arg in _VALUED:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return None
+    return None
+
+
+def _serve(argv: list[str], err: TextIO) -> int:
+    try:
+        runtime = importlib.import_module("modelreg.runtime")
+        runtime_main = runtime.main
+    except (ImportError, AttributeError) as e:
+        err.write(
+            f"error: the model server is not available ({e}): pip install 'modelreg[runtime]'\n"
+        )
+        return EXIT_ERROR
+    return int(runtime_main(argv) or 0)
 
 
 def _read_metrics(path: Path) -> dict[str, float]:
@@ -553,10 +573,15 @@ def run(
     """Parse `argv`, run the command, return the exit code (tests call this directly)."""
     out = out or sys.stdout
     err = err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    runtime_args = _serve_args(argv)
+    if runtime_args is not None:
+        # Everything after `serve` belongs to the model server's own parser (its --help too).
+        return _serve(runtime_args, err)
     parser = build_parser()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+            args = parser.parse_args(argv)
     except SystemExit as e:  # usage errors, --help, --version
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     app = App(args, make_client, out, err)

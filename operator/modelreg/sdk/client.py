@@ -919,18 +919,18 @@ def _matches(
 
 
 def _why(mv: ModelVersion) -> str:
-    reasons = [
-        f"{c.type}: {c.reason}{' - ' + c.message if c.message else ''}"
-        for c in mv.status.conditions
-        if c.status == "False" and c.type != "Ready"
-    ]
-    if not reasons:
-        reasons = [
-            f"{c.reason}{' - ' + c.message if c.message else ''}"
-            for c in mv.status.conditions
-            if c.status == "False"
-        ]
-    return "; ".join(reasons) or "no reason given"
+    """The failed conditions, the most specific first: what blocks a version is its artifact or
+    its gates; a failed rollout shows in Serving; Ready only summarizes."""
+
+    def fmt(c: Any) -> str:
+        return f"{c.type}: {c.reason}{' - ' + c.message if c.message else ''}"
+
+    failed = [c for c in mv.status.conditions if c.status == "False"]
+    for types in (("ArtifactVerified", "GatesPassed"), ("Serving",), ("Ready",)):
+        chosen = [fmt(c) for c in failed if c.type in types]
+        if chosen:
+            return "; ".join(chosen)
+    return "; ".join(fmt(c) for c in failed) or "no reason given"
 
 
 def _describe(mv: ModelVersion) -> str:

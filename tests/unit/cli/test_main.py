@@ -289,3 +289,16 @@ def test_output_helpers() -> None:
     assert output.number(0.912345) == "0.9123"
     assert output.human_bytes(1536) == "1.5 KiB"
     assert output.table(["a", "bb"], [(1, None)]) == "A   BB\n1   <none>"
+
+
+def test_serve_hands_its_arguments_to_the_runtime() -> None:
+    from modelreg.cli.main import _serve_args
+
+    assert _serve_args(["serve", "--http-port", "9000"]) == ["--http-port", "9000"]
+    assert _serve_args(["-n", "serve", "serve", "-h"]) == ["-h"]  # "-n serve": a namespace
+    assert _serve_args(["--debug", "-o", "json", "serve"]) == []
+    assert _serve_args(["list", "serve"]) is None
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as e:
+        run(["serve", "--log-level", "loud"], out=out, err=err)
+    assert e.value.code == 2
