@@ -18,7 +18,15 @@ REPO = Path(__file__).resolve().parents[3]
 
 PINS: dict[str, tuple[str, ...]] = {
     "kserve": ("kserve==0.21.0",),
-    "mlserver": ("mlserver==1.7.1", "mlserver-sklearn==1.7.1"),
+    # httptools: uvicorn's fast HTTP parser, so the benchmark does not handicap MLServer with h11.
+    # uvloop<0.22: MLServer 1.7's inference workers call asyncio.get_event_loop() outside a loop,
+    # which uvloop 0.22 turned into an error (every worker dies and the model never loads).
+    "mlserver": (
+        "mlserver==1.7.1",
+        "mlserver-sklearn==1.7.1",
+        "httptools>=0.6",
+        "uvloop>=0.19,<0.22",
+    ),
 }
 
 

@@ -1,0 +1,3 @@
+module modelreg.dev/bench/loadgen
+
+go 1.22
