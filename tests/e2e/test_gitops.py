@@ -199,3 +199,42 @@ def capture(objs: dict[str, dict[str, Any]]) -> None:
         ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
         tag = f"{status.get('phase', '')}-{ready.get('reason', '')}".strip("-").lower()
         save_captured(obj, tag if obj["kind"] == "ModelVersion" else "ready")
+
+
+def test_argocd_applications_point_at_this_repository(kubectl: Kubectl, tmp_path: Path) -> None:
+    """The app of apps builds; each Application's path exists here; the chart accepts its values."""
+    from tests.e2e.test_helm import CHART, Helm
+
+    apps = [
+        d for d in yaml.safe_load_all(kubectl("kustomize", str(REPO / "manifests" / "argocd"))) if d
+    ]
+    assert {a["metadata"]["name"] for a in apps} == {"modelreg", "modelreg-samples"}
+    waves = {
+        a["metadata"]["name"]: int(a["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+        for a in apps
+    }
+    assert waves["modelreg"] < waves["modelreg-samples"], "CRDs and operator before the samples"
+    for app in apps:
+        assert (REPO / app["spec"]["source"]["path"]).is_dir(), app["spec"]["source"]
+    (chart_app,) = [a for a in apps if a["spec"]["source"]["path"] == "charts/modelreg"]
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(chart_app["spec"]["source"]["helm"]["valuesObject"]))
+    helm = Helm(kubeconfig=kubectl.kubeconfig, binary=str(REPO / ".dev" / "bin" / "helm"))
+    rendered = helm("template", "modelreg", str(CHART), "-n", "modelreg-system", "-f", str(values))
+    crds = [
+        d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "CustomResourceDefinition"
+    ]
+    assert crds
+    for crd in crds:
+        assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"
+    assert "system:serviceaccount:argocd:argocd-application-controller" in rendered
+
+
+def test_samples_pass_server_side_validation(kubectl: Kubectl, namespace: str) -> None:
+    """manifests/samples as committed: valid against the CRDs' schema and CEL rules."""
+    proc = kubectl.run(
+        "apply", "--server-side", "--dry-run=server", "-n", namespace,
+        "-k", str(SAMPLES), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("serverside-applied (server dry run)") == 3, proc.stdout
