@@ -274,3 +274,41 @@ class Kube:
                 return f.read().strip() or "default"
         except OSError:
             return "default"
+
+
+class ClientKube(Kube):
+    """The SDK's Kube: the same calls on modelreg objects, without the typed core/apps clients.
+
+    `modelreg register` must stay small (issue 5: peak RSS < 150 MiB), and building
+    `CoreV1Api`/`AppsV1Api` loads ~25 MiB of generated code that the SDK never needs: it reads
+    modelreg objects (CustomObjectsApi) and one Secret, which it fetches through the raw REST path.
+    The Deployment/Service/Event methods of `Kube` are not available here (the operator's).
+    """
+
+    def __init__(self, api: client.ApiClient, *, request_timeout: float = 30.0) -> None:
+        # Deliberately not Kube.__init__: it builds the typed clients this class exists to avoid.
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.timeout = request_timeout
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """The decoded data of a Secret. Values are credentials: never log or store them."""
+        import base64  # noqa: PLC0415 - only this call needs it
+
+        def read(_request_timeout: float | None = None) -> Body:
+            param = self.api.param_serialize(
+                method="GET",
+                resource_path="/api/v1/namespaces/{namespace}/secrets/{name}",
+                path_params={"namespace": namespace, "name": name},
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            resp = self.api.call_api(*param, _request_timeout=_request_timeout)
+            resp.read()
+            body: Body = self.api.response_deserialize(resp, {"200": "object"}).data
+            return body
+
+        secret = self._do(read)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}

@@ -240,7 +240,7 @@ class Client:
         self._env: Mapping[str, str] = os.environ if env is None else env
         if kube is None:
             try:
-                kube = k.Kube(k.api_client(kubeconfig, context))
+                kube = k.ClientKube(k.api_client(kubeconfig, context))
             except k.KubeError as e:
                 raise ConfigurationError(str(e)) from e
         self.kube: KubeAPI = kube
