@@ -8,8 +8,8 @@ single error vocabulary, and like it never lets a boto3/botocore exception escap
 How the upload stays fast and small:
 - the file is read sequentially in parts on the calling thread, which also feeds the sha256
   (hashlib releases the GIL, so hashing overlaps with the parts being sent by the workers);
-- at most `concurrency` parts are in flight; memory is bounded by (concurrency + 1) x part size,
-  whatever the size of the file;
+- at most `concurrency` parts are in flight, and a part is read only when a slot is free, so
+  memory is bounded by concurrency x part size whatever the size of the file;
 - the parts are sent with an UNSIGNED-PAYLOAD SigV4 signature: over plain http botocore would
   otherwise hash every part a second time to sign it. Integrity does not depend on it: the
   operator verifies the whole object's sha256 before the version can be used.
@@ -295,11 +295,15 @@ class Uploader:
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="upload")
         try:
             number = 0
-            while chunk := _read(f, src, part):
-                number += 1
+            while True:
+                # A slot first, then the read: at most `concurrency` parts exist in memory.
                 while len(pending) >= self.concurrency:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     collect(done)
+                chunk = _read(f, src, part)
+                if not chunk:
+                    break
+                number += 1
                 pending.add(pool.submit(self._upload_part, loc, upload_id, number, chunk))
                 # Hash while the part is on its way: hashlib drops the GIL for large buffers.
                 h.update(chunk)
