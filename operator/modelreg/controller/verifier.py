@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,9 @@ SpecKey = tuple[str, str, str, str, str]  # uri, sha256, endpoint, region, secre
 # Definite failures are re-checked too (the object may be uploaded or fixed later), but slowly.
 FAILED_RECHECK_MIN = 30.0
 FAILED_RECHECK_MAX = 600.0
+# Building a boto3 client parses botocore's JSON models (~0.1-0.3 s of CPU and MiBs of garbage),
+# far more than hashing a small artifact: one client per store and credentials is reused.
+STORE_CLIENTS_MAX = 32
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Verifier:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._confirmed: set[str] = set()
         self._sem = asyncio.Semaphore(settings.verify_concurrency)
+        self._stores: OrderedDict[store.StoreConfig, store.ObjectStore] = OrderedDict()
 
     # -- the question the reconciler asks ------------------------------------------------------
 
@@ -151,6 +156,27 @@ class Verifier:
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+        for client in self._stores.values():
+            client.close()
+        self._stores.clear()
+
+    async def _store(self, config: store.StoreConfig) -> store.ObjectStore:
+        """The shared client of this store and credentials (built off the event loop once)."""
+        client = self._stores.get(config)
+        if client is not None:
+            self._stores.move_to_end(config)
+            return client
+        client = await asyncio.to_thread(
+            store.ObjectStore,
+            config,
+            timeout=self._settings.store_timeout_seconds,
+            chunk_bytes=self._settings.verify_chunk_bytes,
+        )
+        # Evicted clients are not closed: a check may still be using one; the GC closes it.
+        self._stores[config] = client
+        while len(self._stores) > STORE_CLIENTS_MAX:
+            self._stores.popitem(last=False)
+        return client
 
     # -- background checks ---------------------------------------------------------------------
 
@@ -193,6 +219,8 @@ class Verifier:
         self._tasks.pop(key, None)
         self._observe(verdict.verdict.value, time.monotonic() - started)
         attempts = 0 if verdict.verdict is Verdict.VERIFIED else attempts + 1
+        if verdict.verdict is Verdict.VERIFIED:
+            self._confirmed.add(key)  # just read in full: no HEAD needed to confirm it
         self._outcomes[key] = _Outcome(spec=spec, verdict=verdict, attempts=attempts)
         if verdict.verdict is Verdict.UNKNOWN:
             delay = min(
@@ -228,14 +256,10 @@ class Verifier:
             creds = await self._credentials(model)
             if isinstance(creds, ArtifactVerdict):
                 return
-            client = store.ObjectStore(
-                store.StoreConfig(spec[2] or None, spec[3] or None, creds[0], creds[1]),
-                timeout=self._settings.store_timeout_seconds,
+            client = await self._store(
+                store.StoreConfig(spec[2] or None, spec[3] or None, creds[0], creds[1])
             )
-            try:
-                info = await client.head(spec[0])
-            finally:
-                client.close()
+            info = await client.head(spec[0])
         except store.StoreUnavailable:
             self._confirmed.discard(key)  # try again on a later pass; the recorded verdict stands
             return
@@ -302,11 +326,7 @@ class Verifier:
                 access_key_id=creds[0],
                 secret_access_key=creds[1],
             )
-            client = store.ObjectStore(
-                config,
-                timeout=self._settings.store_timeout_seconds,
-                chunk_bytes=self._settings.verify_chunk_bytes,
-            )
+            client = await self._store(config)
         except store.StoreError as e:
             return ArtifactVerdict(Verdict.FAILED, "InvalidStorage", str(e), failed)
         try:
@@ -330,8 +350,6 @@ class Verifier:
             return ArtifactVerdict(
                 Verdict.FAILED, "StoreError", msg, failed.model_copy(update={"message": msg})
             )
-        finally:
-            client.close()
         if digest.sha256 != sha:
             msg = f"sha256 mismatch for {uri}: spec says {sha}, the store has {digest.sha256} ({digest.size} bytes)"
             return ArtifactVerdict(
