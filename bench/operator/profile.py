@@ -64,7 +64,7 @@ def markdown(path: Path, top: int = 12) -> str:
     rows2 = [f"| {p:.1f} % | `{f}` |" for f, p in slf]
     return "\n".join(
         [
-            f"{total} samples (py-spy, 50 Hz, every thread, idle time excluded).",
+            f"{total} samples (py-spy `--gil`: 50 Hz, only the thread holding the GIL, i.e. Python CPU time).",
             "",
             "| inclusive | frame |",
             "| --- | --- |",

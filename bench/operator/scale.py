@@ -152,6 +152,7 @@ def run(
     timeout: float,
     idle_seconds: float = 30.0,
     profile: bool = False,
+    operator_env: dict[str, str] | None = None,
 ) -> ScaleResult:
     total = models * per_model
     namespace = bench_namespace(f"scale{total}")
@@ -200,8 +201,14 @@ def run(
         spy = py_spy() if profile else None
         if spy:
             result.profile = str(LOGS / f"{namespace}.folded")
-            wrapper = [spy, "record", "--rate", "50", "--format", "raw", "-o", result.profile, "--"]
-        operator = Operator(env, [namespace], LOGS / f"{namespace}.log", wrapper=wrapper).start()
+            wrapper = [spy, "record", "--rate", "50", "--gil", "--format", "raw", "-o", result.profile, "--"]
+        operator = Operator(
+            env,
+            [namespace],
+            LOGS / f"{namespace}.log",
+            wrapper=wrapper,
+            extra_env=operator_env or {},
+        ).start()
         t0 = operator.started_at
         deadline = t0 + timeout
         last_report = t0
