@@ -1,0 +1,478 @@
+"""`make demo` (`python -m demo`): modelreg from a fresh clone to a served prediction.
+
+Steps, each announced as it starts:
+ 1. the local control plane and S3 server (`make cluster-up`), the CRDs;
+ 2. the operator (`python -m modelreg.controller`, in the background, log in
+    .dev/demo-operator-<namespace>.log),
+    watching the demo namespace only;
+ 3. two models trained on scikit-learn's bundled breast-cancer dataset and exported to ONNX;
+ 4. a namespace, the S3 credentials Secret and a Model with promotion gates;
+ 5. `modelreg register` of both versions, `modelreg promote` of each (the second archives the first);
+ 6. the Model and its versions as the CLI and kubectl show them;
+ 7. a real prediction from the Deployment the operator generated, run by pod emulation
+    (`demo.podemu`: kwok runs no containers, so its container runs here as a local process);
+ 8. what to try next.
+
+Options: `--stop` stops the operator at the end (CI); `--namespace` picks another namespace.
+Re-running starts over: the demo namespace and its objects in the bucket are removed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.config
+import numpy as np
+import onnxruntime as ort
+import yaml
+from skl2onnx import to_onnx  # type: ignore[import-untyped]
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from demo.podemu import EmulatedPod, resolve_env
+
+REPO = Path(__file__).resolve().parents[1]
+DEV = REPO / ".dev"
+VENV_BIN = Path(sys.executable).parent
+MODEL = "breast-cancer"
+
+
+def operator_files(namespace: str) -> tuple[Path, Path]:
+    """The pid file and log of the demo's operator for `namespace` (one operator per namespace)."""
+    return DEV / f"demo-operator-{namespace}.pid", DEV / f"demo-operator-{namespace}.log"
+
+
+def step(n: int, text: str) -> None:
+    print(f"\n==> [{n}/8] {text}", flush=True)
+
+
+def info(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+class DemoError(Exception):
+    pass
+
+
+@dataclass
+class Env:
+    kubeconfig: str
+    kubectl_bin: str
+    s3: dict[str, str]
+    namespace: str
+
+    def proc_env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PATH": f"{VENV_BIN}:{DEV / 'bin'}:{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(REPO / "operator"),
+            "MODELREG_S3_ENDPOINT": self.s3["MODELREG_S3_ENDPOINT"],
+        }
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        p = subprocess.run(
+            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and p.returncode != 0:
+            raise DemoError(f"kubectl {' '.join(args)}: {p.stderr.strip()}")
+        return p.stdout
+
+    def kubectl_json(self, *args: str, namespace: str | None = None) -> Any:
+        ns = ["-n", namespace] if namespace else []
+        return json.loads(self.kubectl(*ns, *args, "-o", "json"))
+
+    def modelreg(self, *args: str, show: bool = True) -> str:
+        """Run the CLI as a user would, echoing the command and its output."""
+        cmd = ["modelreg", "-n", self.namespace, *args]
+        if show:
+            print(f"    $ {shlex.join(cmd)}", flush=True)
+        p = subprocess.run(
+            [sys.executable, "-m", "modelreg.cli.main", *cmd[1:]],
+            capture_output=True,
+            text=True,
+            env=self.proc_env(),
+            timeout=600,
+            check=False,
+        )
+        if show:
+            for line in (p.stderr + p.stdout).rstrip().splitlines():
+                print(f"      {line}", flush=True)
+        if p.returncode != 0:
+            raise DemoError(f"modelreg {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
+        return p.stdout
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and "=" in line:
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip().strip("'\"")
+    return out
+
+
+# -- steps ------------------------------------------------------------------------------------------
+
+
+def cluster_up(skip: bool) -> None:
+    if skip:
+        info("skipped (--no-cluster-up): using the running environment")
+        return
+    cluster = os.environ.get("CLUSTER", "local")
+    p = subprocess.run(
+        ["make", "--no-print-directory", "cluster-up", f"CLUSTER={cluster}"], cwd=REPO, check=False
+    )
+    if p.returncode != 0:
+        raise DemoError("make cluster-up failed (see above)")
+
+
+def install_crds(env: Env) -> None:
+    env.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    env.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/models.modelreg.dev", "crd/modelversions.modelreg.dev",
+    )  # fmt: skip
+    info("CRDs installed: models.modelreg.dev, modelversions.modelreg.dev")
+
+
+def stop_previous_operator(namespace: str) -> None:
+    pid_file, _ = operator_files(namespace)
+    if not pid_file.exists():
+        return
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError):
+        pid_file.unlink(missing_ok=True)
+        return
+    if "modelreg.controller" in cmdline:  # the pid is still the demo's operator
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(40):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.25)
+    pid_file.unlink(missing_ok=True)
+
+
+def start_operator(env: Env) -> int:
+    stop_previous_operator(env.namespace)
+    DEV.mkdir(exist_ok=True)
+    pid_file, log_file = operator_files(env.namespace)
+    log = log_file.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelreg.controller", "--namespace", env.namespace],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={
+            **env.proc_env(),
+            "PYTHONUNBUFFERED": "1",
+            # Ports of their own would clash with other operators on this machine.
+            "MODELREG_METRICS_PORT": "0",
+            "MODELREG_LIVENESS_ENDPOINT": "",
+        },
+        cwd=REPO,
+        start_new_session=True,  # outlives `make demo`, as a background service would
+    )
+    pid_file.write_text(str(proc.pid))
+    time.sleep(2)
+    if proc.poll() is not None:
+        raise DemoError(f"the operator exited at once; see {log_file}")
+    info(
+        f"operator running (pid {proc.pid}), watching namespace {env.namespace}; log: {log_file}"
+    )
+    return proc.pid
+
+
+def train(workdir: Path) -> list[dict[str, Any]]:
+    """Two ONNX models of scikit-learn's bundled breast-cancer data, with honest test metrics."""
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, random_state=7, stratify=y
+    )
+    candidates = [
+        ("v1: logistic regression on raw features", LogisticRegression(max_iter=200)),
+        (
+            "v2: standardized features + logistic regression",
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
+        ),
+    ]
+    out = []
+    for i, (label, est) in enumerate(candidates, start=1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # v1 may stop before converging: it is the weaker one
+            est.fit(X_train, y_train)
+        onx = to_onnx(
+            est, X_train[:1], options={LogisticRegression: {"zipmap": False}}, target_opset=17
+        )
+        path = workdir / f"model-v{i}.onnx"
+        path.write_bytes(onx.SerializeToString())
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        labels, proba = session.run(None, {"X": X_test})
+        timings = []
+        for row in X_test[:200]:
+            t = time.perf_counter()
+            session.run(None, {"X": row[None, :]})
+            timings.append((time.perf_counter() - t) * 1000)
+        metrics = {
+            "auc": round(float(roc_auc_score(y_test, proba[:, 1])), 4),
+            "accuracy": round(float(accuracy_score(y_test, labels)), 4),
+            "latency_p99_ms": round(float(np.percentile(timings, 99)), 3),
+        }
+        info(
+            f"{label}: auc={metrics['auc']} accuracy={metrics['accuracy']} p99={metrics['latency_p99_ms']} ms"
+        )
+        out.append({"path": path, "metrics": metrics, "label": label})
+    sample = X_test[:3]
+    out.append({"sample": sample.tolist(), "truth": y_test[:3].tolist()})
+    return out
+
+
+def reset_namespace(env: Env) -> None:
+    """Start over: the namespace and the demo's objects in the bucket."""
+    if env.kubectl("get", "namespace", env.namespace, "--ignore-not-found", "-o", "name").strip():
+        info(f"removing the previous demo namespace {env.namespace}")
+        env.kubectl("delete", "namespace", env.namespace, "--wait=true", "--timeout=120s")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env.s3["MODELREG_S3_ENDPOINT"],
+        aws_access_key_id=env.s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env.s3["AWS_SECRET_ACCESS_KEY"],
+        region_name=env.s3.get("AWS_REGION", "us-east-1"),
+        config=botocore.config.Config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path"},
+        ),
+    )
+    bucket = env.s3.get("MODELREG_S3_BUCKET", "models")
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{env.namespace}/")
+    for obj in listing.get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+
+
+def create_model(env: Env) -> None:
+    s3 = env.s3
+    bucket = s3.get("MODELREG_S3_BUCKET", "models")
+    env.kubectl("create", "namespace", env.namespace)
+    env.kubectl(
+        "-n", env.namespace, "create", "secret", "generic", "s3-credentials",
+        f"--from-literal=AWS_ACCESS_KEY_ID={s3['AWS_ACCESS_KEY_ID']}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3['AWS_SECRET_ACCESS_KEY']}",
+    )  # fmt: skip
+    model = {
+        "apiVersion": "modelreg.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": MODEL, "namespace": env.namespace},
+        "spec": {
+            "description": "Breast cancer diagnosis (scikit-learn's bundled dataset), ONNX",
+            "owner": "team-demo",
+            "storage": {
+                "uri": f"s3://{bucket}/{env.namespace}/{MODEL}/",
+                "endpoint": s3["MODELREG_S3_ENDPOINT"],
+                "region": s3.get("AWS_REGION", "us-east-1"),
+                "secretRef": {"name": "s3-credentials"},
+            },
+            "promotion": {
+                "gates": [{"metric": "auc", "min": 0.9}, {"metric": "latency_p99_ms", "max": 50}]
+            },
+            "serving": {"replicas": 1},
+        },
+    }
+    text = yaml.safe_dump(model, sort_keys=False)
+    env.kubectl("apply", "-f", "-", input=text)
+    info("kubectl apply -f - <<EOF")
+    for line in text.rstrip().splitlines():
+        info(f"  {line}")
+    info("EOF")
+
+
+def register_and_promote(env: Env, models: list[dict[str, Any]]) -> None:
+    for i, m in enumerate(models, start=1):
+        metric_args = [a for k, v in m["metrics"].items() for a in ("-m", f"{k}={v}")]
+        env.modelreg(
+            "register", MODEL, str(m["path"]), *metric_args,
+            "-p", f"trainer={m['label'].split(':')[1].strip()}",
+            "-l", "dataset=sklearn.datasets.load_breast_cancer",
+            "--framework", "sklearn", "--wait", "--timeout", "120",
+        )  # fmt: skip
+        env.modelreg("promote", MODEL, str(i), "--timeout", "180")
+
+
+def show(env: Env) -> None:
+    env.modelreg("get", MODEL)
+    env.modelreg("list", MODEL)
+    env.modelreg("compare", MODEL)
+    print(f"    $ kubectl get mdl,mv,deploy,svc -n {env.namespace}", flush=True)
+    for line in env.kubectl("get", "mdl,mv,deploy,svc", "-n", env.namespace).rstrip().splitlines():
+        print(f"      {line}", flush=True)
+
+
+def predict(env: Env, sample: list[list[float]], truth: list[int]) -> None:
+    mv = env.kubectl_json("get", "mv", f"{MODEL}-v2", namespace=env.namespace)
+    deployment_name = (mv.get("status", {}).get("serving") or {}).get("deployment") or f"{MODEL}-v2"
+    deployment = env.kubectl_json("get", "deployment", deployment_name, namespace=env.namespace)
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    container = next((c for c in containers if c["name"] == "model"), containers[0])
+    info(
+        f"Deployment {deployment_name}, container {container['name']!r}: {' '.join(container.get('command', []))}"
+    )
+
+    def kubectl_json(*args: str, namespace: str | None = None) -> Any:
+        return env.kubectl_json(*args, namespace=namespace)
+
+    pod_env = resolve_env(container, env.namespace, kubectl_json)
+    with EmulatedPod(container, pod_env, VENV_BIN) as pod:
+        info(
+            f"emulated pod listening on {pod.base_url} (container port {pod_env.get('MODELREG_HTTP_PORT', '?')})"
+        )
+        pod.wait_ready(timeout=120)
+        name = pod_env.get("MODELREG_MODEL_NAME", MODEL)
+        meta = pod.get_json(f"/v2/models/{name}")
+        info(
+            f"ready: {meta.get('name')} version {meta.get('versions', ['?'])} platform {meta.get('platform', '?')}"
+        )
+        doc = {
+            "id": "demo",
+            "inputs": [
+                {
+                    "name": "X",
+                    "shape": [len(sample), len(sample[0])],
+                    "datatype": "FP32",
+                    "data": sample,
+                }
+            ],
+        }
+        print(
+            f"    $ curl -s -X POST {pod.base_url}/v2/models/{name}/infer -d '{{\"inputs\": [...3 rows...]}}'"
+        )
+        body = pod.post_json(f"/v2/models/{name}/infer", doc)
+        outputs = {o["name"]: o for o in body.get("outputs", [])}
+        labels = outputs.get("label", {}).get("data", [])
+        proba = outputs.get("probabilities", {}).get("data", [])
+        names = {0: "malignant", 1: "benign"}
+        for row, label in enumerate(labels):
+            p = proba[2 * row + int(label)] if len(proba) >= 2 * (row + 1) else None
+            conf = f" (p={p:.3f})" if p is not None else ""
+            info(
+                f"sample {row}: predicted {names.get(int(label), label)}{conf}, actual {names.get(int(truth[row]), truth[row])}"
+            )
+        info(f"served by model {body.get('model_name')} version {body.get('model_version')}")
+
+
+def next_steps(env: Env, stopped: bool) -> None:
+    ns = env.namespace
+    pid_file = operator_files(ns)[0].relative_to(REPO)
+    lines = [
+        ("export KUBECONFIG=$PWD/.dev/kubeconfig PATH=$PWD/.dev/bin:$PWD/.venv/bin:$PATH", ""),
+        (f"modelreg list -n {ns}", "versions, stages, phases, metrics"),
+        (f"modelreg history {MODEL} -n {ns}", "every stage change"),
+        (f"modelreg rollback {MODEL} -n {ns}", "v2 out, v1 back in (blue/green)"),
+        (f"modelreg compare {MODEL} -n {ns} --plot compare.png", "metrics side by side"),
+        (f"modelreg verify {MODEL} 2 -n {ns}", "re-hash the artifact in the store"),
+        (f"kubectl modelreg get {MODEL} -n {ns}", "the same CLI as a kubectl plugin"),
+        (f"kubectl get mv -n {ns} -w", "watch the operator's verdicts"),
+    ]
+    if not stopped:
+        lines.append((f"kill $(cat {pid_file})", "stop the demo's operator"))
+    lines += [
+        ("make cluster-down", "stop the local control plane and S3 server"),
+        ("less docs/concepts.md docs/cli.md", "the stage rules and the CLI reference"),
+    ]
+    width = max(len(cmd) for cmd, why in lines if why) + 2
+    lines = [(f"{cmd.ljust(width)}# {why}" if why else cmd, "") for cmd, why in lines]
+    for line, _ in lines:
+        info(line)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
+    p.add_argument("--namespace", default="modelreg-demo")
+    p.add_argument("--stop", action="store_true", help="stop the operator at the end")
+    p.add_argument("--no-cluster-up", action="store_true", help="use the running environment")
+    args = p.parse_args(argv)
+    t0 = time.monotonic()
+    stopped = False
+    try:
+        step(1, "local control plane and S3 server, CRDs")
+        cluster_up(args.no_cluster_up)
+        kubeconfig = os.environ.get("KUBECONFIG") or str(DEV / "kubeconfig")
+        if not Path(kubeconfig).is_file() or not (DEV / "s3.env").is_file():
+            raise DemoError("no .dev/kubeconfig or .dev/s3.env: run 'make cluster-up'")
+        local_kubectl = DEV / "bin" / "kubectl"
+        env = Env(
+            kubeconfig=kubeconfig,
+            kubectl_bin=str(local_kubectl) if local_kubectl.exists() else "kubectl",
+            s3=read_env_file(DEV / "s3.env"),
+            namespace=args.namespace,
+        )
+        install_crds(env)
+        reset_namespace(env)
+
+        step(2, "the operator")
+        start_operator(env)
+
+        step(3, "training two models (scikit-learn breast-cancer data -> ONNX)")
+        with tempfile.TemporaryDirectory(prefix="modelreg-demo-") as tmp:
+            trained = train(Path(tmp))
+            sample = trained.pop()
+
+            step(
+                4,
+                f"namespace {env.namespace}, S3 Secret, Model {MODEL} with gates auc >= 0.9, p99 <= 50 ms",
+            )
+            create_model(env)
+
+            step(5, "registering and promoting both versions with the CLI")
+            register_and_promote(env, trained)
+
+        step(6, "the Model and its versions")
+        show(env)
+
+        step(7, "a prediction from the served version (pod emulation of its Deployment)")
+        predict(env, sample["sample"], sample["truth"])
+
+        if args.stop:
+            stop_previous_operator(args.namespace)
+            stopped = True
+        step(8, f"done in {time.monotonic() - t0:.0f}s. Next steps:")
+        next_steps(env, stopped)
+        return 0
+    except DemoError as e:
+        print(f"\ndemo: error: {e}", file=sys.stderr)
+        log_file = operator_files(args.namespace)[1]
+        if log_file.exists():
+            print(f"demo: the operator's log is {log_file}", file=sys.stderr)
+        if args.stop:
+            stop_previous_operator(args.namespace)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
