@@ -112,7 +112,7 @@ start_s3() {
   fi
   # Credentials go through the environment, not argv, so `ps` does not show them.
   ROOT_ACCESS_KEY="$ak" ROOT_SECRET_KEY="$sk" VGW_PORT="127.0.0.1:$port" VGW_REGION=us-east-1 \
-    nohup "$bin/versitygw" posix "$s3dir/data" >"$s3dir/log" 2>&1 &
+    nohup "$bin/versitygw" posix "$s3dir/data" >"$s3dir/log" 2>&1 9>&- &
   echo $! >"$s3dir/pid"
   umask 077
   cat >"$dev/s3.env" <<EOF
@@ -208,7 +208,7 @@ up() {
     write_config
     say "starting kube-apiserver, etcd, controller-manager, scheduler, kwok (Kubernetes $KUBERNETES_VERSION) ..."
     "$bin/kwokctl" create cluster --name "$name" --config "$dev/kwokctl.yaml" \
-      --kubeconfig "$kubeconfig" --runtime binary --wait 3m >"$dev/kwokctl-create.log" 2>&1 ||
+      --kubeconfig "$kubeconfig" --runtime binary --wait 3m >"$dev/kwokctl-create.log" 2>&1 9>&- ||
       die "kwokctl create cluster failed; see $dev/kwokctl-create.log: $(tail -n 5 "$dev/kwokctl-create.log")"
     apply_stages
     "$bin/kwokctl" scale node --name "$name" --replicas "$nodes" >/dev/null 2>&1 ||
