@@ -41,13 +41,14 @@ fmt: venv ## format the code
 	$(VENV)/bin/ruff format operator tests bench
 	$(VENV)/bin/ruff check --fix operator tests bench
 
-generate: venv ## regenerate the CRDs (and other generated files) from the code
+generate: venv tools ## regenerate the CRDs, the chart's copy of them and the install manifest
 	$(PY) -m modelreg.api.crd crds
+	charts/render.sh
 
 check: generate ## fail if generated files drift from the code
-	@git diff --exit-code -- crds manifests || { echo "error: generated files drift from the code: run 'make generate' and commit" >&2; exit 1; }
+	@git diff --exit-code -- crds manifests charts/modelreg/files || { echo "error: generated files drift from the code: run 'make generate' and commit" >&2; exit 1; }
 
-unit: venv ## unit tests (no cluster)
+unit: venv tools ## unit tests (no cluster; the chart tests use the pinned helm)
 	$(PY) -m pytest tests/unit -q
 
 e2e: cluster-up ## e2e tests against the local control plane and S3 server

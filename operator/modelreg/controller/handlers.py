@@ -10,12 +10,15 @@ bookkeeping to our objects; should it ever, its annotations carry our prefix.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from modelreg.api.models import GROUP, VERSION
+from modelreg.controller import kopfpatch
 from modelreg.controller.reconciler import Caches, Reconciler
 from modelreg.lifecycle import naming
 from modelreg.settings import OperatorSettings
@@ -26,6 +29,7 @@ MANAGED = {naming.MANAGED_BY: naming.MANAGER}
 
 
 def install(reconciler: Reconciler, settings: OperatorSettings) -> kopf.OperatorRegistry:
+    kopfpatch.apply()  # O(N) instead of O(N^2) wake-ups while the indexes fill at start-up
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -50,6 +54,13 @@ def install(reconciler: Reconciler, settings: OperatorSettings) -> kopf.Operator
         settings.watching.reconnect_backoff = 1.0
         settings.networking.request_timeout = 30
         settings.execution.max_workers = max(8, settings_.api_qps_burst)
+        # Exact namespace names need no namespace scanning (and no RBAC to list namespaces).
+        settings.scanning.disabled = bool(settings_.namespaces)
+        # Every blocking API and S3 call goes through asyncio.to_thread, i.e. the loop's default
+        # executor, which has only min(32, cores + 4) threads: size it like the API client's pool.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=settings_.api_qps_burst, thread_name_prefix="modelreg")
+        )
 
     settings_ = settings
 
