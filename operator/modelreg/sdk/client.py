@@ -114,6 +114,41 @@ class ArtifactStore(Protocol):
 
 StoreFactory = Callable[[store.StoreConfig], ArtifactStore]
 
+_RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+
+class _Retrying:
+    """KubeAPI with idempotent calls retried when the API server is briefly unavailable (a
+    restart, a dropped connection, 429/5xx). Creates are not retried: one may have succeeded."""
+
+    def __init__(self, inner: KubeAPI, sleep: Callable[[float], None]) -> None:
+        self.inner = inner
+        self._sleep = sleep
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        for delay in _RETRY_DELAYS:
+            try:
+                return fn()
+            except k.Unavailable:
+                self._sleep(delay)
+        return fn()
+
+    def get_object(self, plural: str, namespace: str, name: str) -> Body:
+        return self._retry(lambda: self.inner.get_object(plural, namespace, name))
+
+    def list_objects(self, plural: str, namespace: str, label_selector: str = "") -> list[Body]:
+        return self._retry(lambda: self.inner.list_objects(plural, namespace, label_selector))
+
+    def create_object(self, plural: str, namespace: str, body: Body) -> Body:
+        return self.inner.create_object(plural, namespace, body)
+
+    def patch_object(self, plural: str, namespace: str, name: str, patch: Body) -> Body:
+        # A merge patch of spec.stage is idempotent.
+        return self._retry(lambda: self.inner.patch_object(plural, namespace, name, patch))
+
+    def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        return self._retry(lambda: self.inner.get_secret_data(namespace, name))
+
 
 class _S3Store:
     """The real ArtifactStore: uploads through `Uploader`, hashes through `ObjectStore`."""
@@ -243,7 +278,8 @@ class Client:
                 kube = k.ClientKube(k.api_client(kubeconfig, context))
             except k.KubeError as e:
                 raise ConfigurationError(str(e)) from e
-        self.kube: KubeAPI = kube
+        # Late-bound: the retry sleeps through whatever `_sleep` is at call time (tests swap it).
+        self.kube: KubeAPI = _Retrying(kube, lambda seconds: self._sleep(seconds))  # noqa: PLW0108
         self.namespace = namespace or k.Kube.default_namespace(kubeconfig, context)
         self.s3_endpoint = s3_endpoint or self._env.get("MODELREG_S3_ENDPOINT") or None
         self._store_factory: StoreFactory = store_factory or (

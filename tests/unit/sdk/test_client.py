@@ -506,3 +506,24 @@ def test_register_never_overwrites_an_object_written_meanwhile(artifact: Path) -
     with pytest.raises(errors.AlreadyExists, match="version 5 is taken"):
         client.register("credit", artifact, version=5)
     assert "credit-v5" not in [mv.metadata.name for mv in client.list("credit")]
+
+
+def test_reads_are_retried_while_the_api_server_is_unavailable(artifact: Path) -> None:
+    from modelreg.adapters import kube as k
+
+    client, kube, _, clock = standard()
+    failures = {"left": 2}
+    real_get = kube.get_object
+
+    def flaky(plural: str, namespace: str, name: str) -> dict[str, Any]:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise k.Unavailable("cannot reach the Kubernetes API server: ProtocolError")
+        return real_get(plural, namespace, name)
+
+    kube.get_object = flaky  # type: ignore[method-assign]
+    assert client.get_model("credit").metadata.name == "credit"
+    assert clock.sleeps == [0.5, 1.0]
+    failures["left"] = 10
+    with pytest.raises(errors.Unavailable, match="ProtocolError"):
+        client.get_model("credit")
