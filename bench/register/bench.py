@@ -87,7 +87,9 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[Sample, str]:
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])}... failed ({proc.returncode}): {err.strip()[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd[:4])}... failed ({proc.returncode}): {err.strip()[-2000:]}"
+        )
     inner = None
     lines = out.strip().splitlines()
     if lines:
@@ -199,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                         s, uri = register(env, ns, big)
                         delete_object(env, uri)
                         regs.append(s)
-                    log(f"round {i + 1} {which}: {s.wall:.2f} s, peak RSS {mib(s.peak_rss):.0f} MiB")
+                    log(
+                        f"round {i + 1} {which}: {s.wall:.2f} s, peak RSS {mib(s.peak_rss):.0f} MiB"
+                    )
                 s, uri = register(env, ns, little)
                 delete_object(env, uri)
                 small.append(s)

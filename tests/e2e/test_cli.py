@@ -167,7 +167,10 @@ def test_cli_exit_codes(
     f = model_file(tmp_path, "model.onnx")
 
     r = cli("get", "credit", "9")
-    assert (r.code, r.err) == (3, f"error: model version 'credit-v9' not found in namespace '{namespace}'\n")
+    assert (r.code, r.err) == (
+        3,
+        f"error: model version 'credit-v9' not found in namespace '{namespace}'\n",
+    )
     r = cli("register", "ghost", str(f))
     assert r.code == 3
     assert r.err.startswith("error: model 'ghost' not found")
@@ -205,7 +208,9 @@ def test_cli_exit_codes(
 def test_cli_wait_timeout_without_operator(
     cli: Cli, kubectl: Kubectl, namespace: str, s3: S3, s3_secret: str, tmp_path: Path
 ) -> None:
-    apply_model(kubectl, namespace, "credit", storage_spec=storage(s3, namespace, "credit", s3_secret))
+    apply_model(
+        kubectl, namespace, "credit", storage_spec=storage(s3, namespace, "credit", s3_secret)
+    )
     assert cli("register", "credit", str(model_file(tmp_path, "m.onnx"))).code == 0
     r = cli("wait", "credit", "1", "--for", "condition=Ready", "--timeout", "2")
     assert r.code == 4

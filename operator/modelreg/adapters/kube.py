@@ -307,7 +307,8 @@ class ClientKube(Kube):
             )
             resp = self.api.call_api(*param, _request_timeout=_request_timeout)
             resp.read()
-            body: Body = self.api.response_deserialize(resp, {"200": "object"}).data
+            types: dict[str, Any] = {"200": "object"}
+            body: Body = self.api.response_deserialize(resp, types).data
             return body
 
         secret = self._do(read)
