@@ -260,3 +260,106 @@ def hold_pods_unready_stage(name: str, label: str, value: str) -> dict[str, Any]
             },
         },
     }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class PrivateS3:
+    """A versitygw of the test's own (same pinned binary as the shared one), to stop and start."""
+
+    root: Path
+    access_key_id: str = "privatekey"
+    secret_access_key: str = "privatesecret0123456789"
+    bucket: str = "models"
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PrivateS3:
+        import urllib.request
+
+        if not self.port:
+            self.port = free_port()
+        (self.root / "data" / self.bucket).mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "ROOT_ACCESS_KEY": self.access_key_id,
+            "ROOT_SECRET_KEY": self.secret_access_key,
+            "VGW_PORT": f"127.0.0.1:{self.port}",
+        }
+        log = (self.root / "versitygw.log").open("ab")
+        self.proc = subprocess.Popen(
+            [str(DEV / "bin" / "versitygw"), "posix", str(self.root / "data")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+        def up() -> bool:
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=1)  # noqa: S310 - loopback
+            except OSError as e:
+                return not isinstance(e, ConnectionError | TimeoutError) and "refused" not in str(e)
+            return True
+
+        wait_for(up, timeout=30, what="the private S3 server")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def s3(self) -> S3:
+        return S3(
+            self.endpoint, self.bucket, self.access_key_id, self.secret_access_key, "us-east-1"
+        )
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaps (PID 1 of a sandbox may not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def restart_apiserver(kubectl: Kubectl) -> float:
+    """Kill the local kube-apiserver and start it again with the same command; returns the outage."""
+    cluster = DEV / "kwok" / "clusters" / "modelreg"
+    pid_file = cluster / "pids" / "kube-apiserver.pid"
+    pid = int(pid_file.read_text().strip())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    started = time.monotonic()
+    # SIGKILL: a crash. (A graceful SIGTERM waits for open watches to drain, tens of seconds.)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _gone(pid), timeout=30, what="kube-apiserver to exit")
+    log = (cluster / "logs" / "kube-apiserver.log").open("ab")
+    proc = subprocess.Popen(
+        [a.decode() for a in argv],
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pid_file.write_text(str(proc.pid))
+    wait_for(
+        lambda: kubectl.run("get", "--raw", "/readyz", check=False).returncode == 0,
+        timeout=120,
+        interval=0.5,
+        what="kube-apiserver to be ready again",
+    )
+    return time.monotonic() - started
