@@ -17,7 +17,7 @@ help: ## list the targets
 $(VENV)/.stamp: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[runtime,test,lint]'
+	$(PY) -m pip install -q -e '.[runtime,cli,mlflow,conformance,test,lint]'
 	@touch $@
 
 venv: $(VENV)/.stamp ## create or refresh the project's virtualenv in .venv/
