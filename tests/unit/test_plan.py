@@ -85,7 +85,7 @@ def svc(n: int) -> ServiceState:
 def run(
     versions: list[ModelVersion],
     *,
-    m: Model | None | str = "default",
+    m: Model | str | None = "default",
     artifacts: dict[str, ArtifactVerdict] | None = None,
     deployments: list[DeploymentState] | None = None,
     service: ServiceState | None = None,
