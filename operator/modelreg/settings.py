@@ -44,7 +44,7 @@ class OperatorSettings(BaseSettings):
         default=2.0, gt=0, description="First retry delay after a transient failure."
     )
     retry_max_seconds: float = Field(
-        default=60.0, gt=0, description="Longest retry delay (exponential backoff is capped here)."
+        default=30.0, gt=0, description="Longest retry delay (exponential backoff is capped here)."
     )
     api_qps_burst: int = Field(
         default=32, ge=1, description="Kubernetes API calls in flight at once."
