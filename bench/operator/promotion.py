@@ -46,6 +46,7 @@ class PromotionResult:
     promotions: list[float]
     floors: list[float]
     replicas: int
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # load average at the end
 
     def stats(self, xs: list[float]) -> dict[str, float]:
         return {p: percentile(xs, q) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
@@ -241,7 +242,7 @@ def run(env: Env, *, promotions: int = 50) -> PromotionResult:
                 log(
                     f"promotion: {i - 1}/{promotions}: last {promos[-1]:.2f}s, floor {floors[-1]:.2f}s"
                 )
-        return PromotionResult(namespace, promos, floors, replicas=1)
+        return PromotionResult(namespace, promos, floors, replicas=1, load=os.getloadavg())
     finally:
         if operator is not None:
             operator.stop()
@@ -283,4 +284,5 @@ Available. Rounds alternate floor and promotion; both are polled every 50 ms.
 - p50 ratio {ratio:.2f}x (target <= 1.5x): {verdict(ratio <= 1.5)}
 - p99 {p["p99"]:.2f} s (target < 3 s): {verdict(p["p99"] < 3)}
 - min/max promotion {min(r.promotions):.2f}/{max(r.promotions):.2f} s; floor {min(r.floors):.2f}/{max(r.floors):.2f} s
+- load average at the end {r.load[0]:.1f} (1 min), {r.load[2]:.1f} (15 min) on {os.cpu_count()} cores
 """

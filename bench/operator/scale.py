@@ -64,6 +64,7 @@ class ScaleResult:
     phases: dict[str, int] = field(default_factory=dict)
     profile: str | None = None
     timeout: float = 0.0
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # load average when it converged
 
     @property
     def idle_cpu_percent(self) -> float:
@@ -201,7 +202,18 @@ def run(
         spy = py_spy() if profile else None
         if spy:
             result.profile = str(LOGS / f"{namespace}.folded")
-            wrapper = [spy, "record", "--rate", "50", "--gil", "--format", "raw", "-o", result.profile, "--"]
+            wrapper = [
+                spy,
+                "record",
+                "--rate",
+                "50",
+                "--gil",
+                "--format",
+                "raw",
+                "-o",
+                result.profile,
+                "--",
+            ]
         operator = Operator(
             env,
             [namespace],
@@ -231,6 +243,7 @@ def run(
                 )
             time.sleep(0.2)
         at_convergence = operator.sample()
+        result.load = os.getloadavg()
         result.cpu_seconds = at_convergence.cpu_seconds
         result.phases = dict(watcher.phases())
         log(
