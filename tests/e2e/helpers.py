@@ -348,18 +348,39 @@ def restart_apiserver(kubectl: Kubectl) -> float:
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: _gone(pid), timeout=30, what="kube-apiserver to exit")
     log = (cluster / "logs" / "kube-apiserver.log").open("ab")
-    proc = subprocess.Popen(
-        [a.decode() for a in argv],
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    pid_file.write_text(str(proc.pid))
+
+    def launch() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [a.decode() for a in argv],
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        pid_file.write_text(str(proc.pid))
+        return proc
+
+    proc = launch()
+
+    def ready() -> bool:
+        nonlocal proc
+        if proc.poll() is not None:  # e.g. the port is not free yet: start it again
+            time.sleep(1)
+            proc = launch()
+            return False
+        return kubectl.run("get", "--raw", "/readyz", check=False).returncode == 0
+
+    wait_for(ready, timeout=120, interval=0.5, what="kube-apiserver to be ready again")
+    # /readyz can pass while the watch cache still answers 429 "storage is (re)initializing".
     wait_for(
-        lambda: kubectl.run("get", "--raw", "/readyz", check=False).returncode == 0,
-        timeout=120,
+        lambda: (
+            kubectl.run(
+                "get", "modelversions,deployments", "-A", "--request-timeout=5s", check=False
+            ).returncode
+            == 0
+        ),
+        timeout=60,
         interval=0.5,
-        what="kube-apiserver to be ready again",
+        what="kube-apiserver to serve lists again",
     )
     return time.monotonic() - started
