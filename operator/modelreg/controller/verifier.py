@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 
 from modelreg.adapters import kube as k8s
 from modelreg.adapters import objectstore as store
-from modelreg.api import s3uri
 from modelreg.api.models import ArtifactStatus, Model, ModelVersion, Stage
 from modelreg.lifecycle.plan import ArtifactVerdict, Verdict
 from modelreg.settings import OperatorSettings
@@ -85,21 +84,21 @@ class Verifier:
                 "verify the artifact in",
             )
         try:
-            prefix = s3uri.parse(storage.uri, want_key=False)
-            artifact = s3uri.parse(mv.spec.artifact.uri)
-        except s3uri.BadURI as e:
+            prefix = store.S3Location.parse_prefix(storage.uri)
+            artifact = store.S3Location.parse(mv.spec.artifact.uri)
+        except store.InvalidURI as e:
             return ArtifactVerdict(Verdict.FAILED, "InvalidURI", str(e))
         if not artifact.is_under(prefix):
             return ArtifactVerdict(
                 Verdict.FAILED,
                 "OutsidePrefix",
-                f"artifact {artifact.uri} is not under the Model's storage prefix {storage.uri}",
+                f"artifact {artifact} is not under the Model's storage prefix {storage.uri}",
             )
         sha = mv.spec.artifact.sha256.lower()
         recorded = mv.status.artifact
         key = f"{mv.metadata.namespace}/{mv.metadata.name}/{mv.metadata.uid}"
         spec: SpecKey = (
-            artifact.uri,
+            artifact.uri(),
             sha,
             storage.endpoint or "",
             storage.region or "",
@@ -110,7 +109,7 @@ class Verifier:
         if (
             recorded is not None
             and recorded.verified
-            and recorded.uri == artifact.uri
+            and recorded.uri == artifact.uri()
             and recorded.sha256 == sha
             and not (outcome is not None and outcome.spec == spec and outcome.stale)
         ):
@@ -135,7 +134,7 @@ class Verifier:
             return outcome.verdict
         return (
             ArtifactVerdict(
-                Verdict.VERIFYING, "Verifying", f"computing the sha256 of {artifact.uri}"
+                Verdict.VERIFYING, "Verifying", f"computing the sha256 of {artifact}"
             )
             if running
             else ArtifactVerdict(Verdict.PENDING)
