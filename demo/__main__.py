@@ -202,9 +202,7 @@ def start_operator(env: Env) -> int:
     time.sleep(2)
     if proc.poll() is not None:
         raise DemoError(f"the operator exited at once; see {log_file}")
-    info(
-        f"operator running (pid {proc.pid}), watching namespace {env.namespace}; log: {log_file}"
-    )
+    info(f"operator running (pid {proc.pid}), watching namespace {env.namespace}; log: {log_file}")
     return proc.pid
 
 
