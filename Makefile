@@ -25,21 +25,21 @@ venv: $(VENV)/.stamp ## create or refresh the project's virtualenv in .venv/
 tools: ## build the pinned control-plane tools (only what is missing) and link them into .dev/bin/
 	@tools/build.sh
 
-cluster-up: tools venv ## start the local control plane and S3 server (idempotent)
-	@tools/cluster.sh up
+cluster-up: tools venv ## start the local control plane and S3 server (idempotent); CLUSTER=kind uses kind
+	@CLUSTER=$(CLUSTER) tools/cluster.sh up
 
 cluster-down: ## stop the local control plane and S3 server, leaving no process behind
-	@tools/cluster.sh down
+	@CLUSTER=$(CLUSTER) tools/cluster.sh down
 
 lint: venv ## ruff, mypy strict, import-linter
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench demo
+	$(VENV)/bin/ruff format --check operator tests bench demo
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 fmt: venv ## format the code
-	$(VENV)/bin/ruff format operator tests bench
-	$(VENV)/bin/ruff check --fix operator tests bench
+	$(VENV)/bin/ruff format operator tests bench demo
+	$(VENV)/bin/ruff check --fix operator tests bench demo
 
 generate: venv tools ## regenerate the CRDs, the chart's copy of them and the install manifest
 	$(PY) -m modelreg.api.crd crds
@@ -55,6 +55,9 @@ e2e: cluster-up ## e2e tests against the local control plane and S3 server
 	$(PY) -m pytest tests/e2e -q
 
 test: lint check unit e2e ## everything: lint, drift check, unit, e2e
+
+demo: venv tools ## from a fresh clone: cluster, CRDs, operator, a trained model registered, promoted and served
+	CLUSTER=$(CLUSTER) $(PY) -m demo
 
 bench: cluster-up ## benchmarks; writes bench/RESULTS.md
 	$(PY) -m bench

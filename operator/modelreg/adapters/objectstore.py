@@ -63,6 +63,7 @@ _DENIED_CODES = frozenset(
         "InvalidToken",
         "AllAccessDisabled",
         "AccountProblem",
+        "XAdminUserNotFound",  # versitygw's answer (HTTP 404) to an unknown access key
     }
 )
 _TRANSIENT_CODES = frozenset(
@@ -381,14 +382,14 @@ class ObjectStore:
             code = str(err.get("Code", ""))
             status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
             detail = self._scrub(str(err.get("Message") or code or f"HTTP {status}"))
-            if code in _NOT_FOUND_CODES or status == 404:
-                what = "bucket" if code == "NoSuchBucket" else "object"
-                raise ObjectNotFound(f"{where}: no such {what} ({code or status}: {detail})") from e
             if code in _DENIED_CODES or status == 403:
                 raise AccessDenied(
                     f"{where}: access denied ({code or status}: {detail}); check the "
                     "credentials Secret and the bucket policy"
                 ) from e
+            if code in _NOT_FOUND_CODES or status == 404:
+                what = "bucket" if code == "NoSuchBucket" else "object"
+                raise ObjectNotFound(f"{where}: no such {what} ({code or status}: {detail})") from e
             if code in _TRANSIENT_CODES or status >= 500 or status == 429:
                 raise StoreUnavailable(
                     f"{where}: the store is unavailable ({code or status}: {detail})"

@@ -325,7 +325,7 @@ def _version_status(
             Phase.ARCHIVED,
             True,
             "Archived",
-            "archived: never served",
+            "archived: not served",
         )
     elif art.verdict is Verdict.FAILED:
         stage, phase, ready = resting, Phase.BLOCKED, False
