@@ -268,6 +268,37 @@ mkdir -p "$dev"
 exec 9>"$dev/cluster.lock"
 flock -w 600 9 || die "another 'tools/cluster.sh' holds $dev/cluster.lock for more than 10 minutes"
 
+# CLUSTER=kind: a kind cluster (needs Docker and kind on PATH) instead of the embedded control
+# plane; the S3 server still runs here on loopback. Untested on machines without a Docker engine.
+kind_up() {
+  command -v kind >/dev/null 2>&1 || die "CLUSTER=kind needs 'kind' on PATH (go install sigs.k8s.io/kind@latest) and a running Docker engine"
+  docker info >/dev/null 2>&1 || die "CLUSTER=kind needs a running Docker engine ('docker info' fails)"
+  kind get clusters 2>/dev/null | grep -qx "$name" ||
+    kind create cluster --name "$name" --wait 120s 9>&- || die "kind create cluster failed"
+  kind get kubeconfig --name "$name" >"$kubeconfig"
+  if docker build -q -t ghcr.io/modelreg/modelreg:0.1.0 "$repo" >/dev/null 9>&-; then
+    kind load docker-image --name "$name" ghcr.io/modelreg/modelreg:0.1.0 9>&- >/dev/null
+  else
+    say "warning: could not build the modelreg image; serving pods will not start (the demo's pod emulation still works)"
+  fi
+  s3_ready || { stop_s3; start_s3; }
+  say "kind cluster '$name' up in $(elapsed): export KUBECONFIG=$kubeconfig; source $dev/s3.env"
+}
+
+kind_down() {
+  command -v kind >/dev/null 2>&1 && kind delete cluster --name "$name" >/dev/null 2>&1 || true
+  stop_s3
+  rm -f "$dev/s3.env"
+  say "down in $(elapsed)"
+}
+
+if [ "${CLUSTER:-local}" = kind ]; then
+  case ${1:-} in
+    up) kind_up; exit 0 ;;
+    down) kind_down; exit 0 ;;
+  esac
+fi
+
 case ${1:-} in
   up) up ;;
   down) down ;;
