@@ -28,7 +28,7 @@ log = logging.getLogger("modelreg.controller")
 MANAGED = {naming.MANAGED_BY: naming.MANAGER}
 
 
-def install(reconciler: Reconciler, settings: OperatorSettings) -> kopf.OperatorRegistry:
+def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRegistry:
     kopfpatch.apply()  # O(N) instead of O(N^2) wake-ups while the indexes fill at start-up
     registry = kopf.OperatorRegistry()
 
@@ -45,24 +45,21 @@ def install(reconciler: Reconciler, settings: OperatorSettings) -> kopf.Operator
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=prefix, key="last-handled-configuration"
         )
-        settings.posting.enabled = (
-            False  # our Events are posted by the reconciler, one per transition
-        )
+        # Our Events are posted by the reconciler, one per transition.
+        settings.posting.enabled = False
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.watching.connect_timeout = 10
         settings.watching.reconnect_backoff = 1.0
         settings.networking.request_timeout = 30
-        settings.execution.max_workers = max(8, settings_.api_qps_burst)
+        settings.execution.max_workers = max(8, config.api_qps_burst)
         # Exact namespace names need no namespace scanning (and no RBAC to list namespaces).
-        settings.scanning.disabled = bool(settings_.namespaces)
+        settings.scanning.disabled = bool(config.namespaces)
         # Every blocking API and S3 call goes through asyncio.to_thread, i.e. the loop's default
         # executor, which has only min(32, cores + 4) threads: size it like the API client's pool.
         asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=settings_.api_qps_burst, thread_name_prefix="modelreg")
+            ThreadPoolExecutor(max_workers=config.api_qps_burst, thread_name_prefix="modelreg")
         )
-
-    settings_ = settings
 
     @kopf.on.cleanup(registry=registry)
     async def shutdown(**_: Any) -> None:
