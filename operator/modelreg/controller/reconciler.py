@@ -156,6 +156,9 @@ class Reconciler:
                     slot.retry = asyncio.get_running_loop().call_later(delay, self.kick, *key)
                 else:
                     slot.failures = 0
+                    if slot.retry is not None:
+                        slot.retry.cancel()
+                        slot.retry = None
                     metrics.RECONCILES.labels(kind="Model", result="ok").inc()
                 finally:
                     metrics.RECONCILE_SECONDS.labels(kind="Model").observe(
