@@ -2,7 +2,8 @@
 version `Serving`, against the floor of `kubectl apply` of the same Deployment and Service.
 
 One Model with N+1 verified versions; version k+1 is promoted after version k, so every promotion
-is a real blue/green switch (new Deployment up, Service switched, old Deployment removed). The
+is a real blue/green switch (new Deployment up, Service switched, old Deployment removed). Once the
+new version serves, the previous one is archived (untimed), as `modelreg promote` does by default. The
 floor applies the Deployment the operator would build for the same version (the same pod
 template, built by `modelreg.lifecycle.builders`), renamed and relabelled so that the operator
 ignores it, plus a Service, and waits until the Deployment is Available. Floor and promotion
@@ -172,6 +173,21 @@ def _promote(env: Env, kube: Kube, namespace: str, body: dict[str, Any], n: int)
     return t1 - t0
 
 
+def _archive(env: Env, kube: Kube, namespace: str, n: int) -> None:
+    """What `modelreg promote` does once the new version serves: archive the previous one."""
+    name = f"{MODEL}-v{n}"
+    env.kube(
+        "-n", namespace, "patch", "mv", name, "--type=merge", "-p", '{"spec":{"stage":"Archived"}}'
+    )
+
+    def archived() -> bool:
+        return (kube.get("modelversions", namespace, name).get("status") or {}).get(
+            "phase"
+        ) == "Archived"
+
+    _wait(archived, f"{name} Archived", timeout=60)
+
+
 def _settle(kube: Kube, namespace: str) -> None:
     """Between rounds: the old Deployment removed and the floor objects gone."""
 
@@ -233,8 +249,10 @@ def run(env: Env, *, promotions: int = 50) -> PromotionResult:
                 floors.append(_floor(env, kube, namespace, floor_objs))
                 _settle(kube, namespace)
                 promos.append(_promote(env, kube, namespace, body, i))
+                _archive(env, kube, namespace, i - 1)
             else:
                 promos.append(_promote(env, kube, namespace, body, i))
+                _archive(env, kube, namespace, i - 1)
                 _settle(kube, namespace)
                 floors.append(_floor(env, kube, namespace, floor_objs))
             _settle(kube, namespace)
@@ -271,8 +289,8 @@ def markdown(r: PromotionResult) -> str:
     )
     return f"""### Promotion latency
 
-{len(r.promotions)} promotions of one Model (blue/green, {r.replicas} replica, kwok pods), each
-timed from `kubectl apply` of `stage: Production` to the Service selecting the new version AND the
+{len(r.promotions)} promotions of one Model (blue/green, {r.replicas} replica, kwok pods; the previous
+version archived after each, untimed, as `modelreg promote` does), each timed from `kubectl apply` of `stage: Production` to the Service selecting the new version AND the
 version's status `Serving` (observedGeneration current). Floor: `kubectl apply` of the same
 Deployment (the operator's own builder, same pod template) and a Service, until the Deployment is
 Available. Rounds alternate floor and promotion; both are polled every 50 ms.

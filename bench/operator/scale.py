@@ -15,8 +15,10 @@ Serving, Superseded, Archived, Blocked or Failed), as seen by one watch of the b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +47,42 @@ from bench.operator.support import (
 )
 
 PODS_BUDGET = 100  # Models whose Production Deployment gets 1 replica (kwok: 220 pods, shared)
+# The local cluster's Service range is a /24 (254 ClusterIPs for everyone). Larger runs add a
+# ServiceCIDR of their own for their Services (Kubernetes >= 1.33) and delete it afterwards.
+SERVICE_CIDR = ("bench-scale-services", "10.250.0.0/16")
+SERVICES_WITHOUT_CIDR = 150
+
+
+def _add_service_cidr(env: Env) -> bool:
+    name, cidr = SERVICE_CIDR
+    body = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "ServiceCIDR",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "modelreg-bench"}},
+        "spec": {"cidrs": [cidr]},
+    }
+    import yaml
+
+    env.kube("apply", "-f", "-", input=yaml.safe_dump(body))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = env.kube(
+            "get",
+            "servicecidr",
+            name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        )
+        if out.strip() == "True":
+            return True
+        time.sleep(0.5)
+    raise RuntimeError(f"ServiceCIDR {name} ({cidr}) did not become Ready")
+
+
+def _delete_service_cidr(env: Env) -> None:
+    # Its finalizer holds it until no Service uses its addresses (the namespace is gone by now).
+    with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+        env.kube("delete", "servicecidr", SERVICE_CIDR[0], "--ignore-not-found", "--wait=false")
 
 
 @dataclass
@@ -154,6 +192,7 @@ def run(
     idle_seconds: float = 30.0,
     profile: bool = False,
     operator_env: dict[str, str] | None = None,
+    trace_memory: bool = False,
 ) -> ScaleResult:
     total = models * per_model
     namespace = bench_namespace(f"scale{total}")
@@ -166,7 +205,10 @@ def run(
     create_namespace(env, namespace)
     operator: Operator | None = None
     watcher: VersionWatch | None = None
+    cidr = False
     try:
+        if models > SERVICES_WITHOUT_CIDR:
+            cidr = _add_service_cidr(env)
         t_setup = time.monotonic()
         kube.secret(
             namespace,
@@ -220,6 +262,9 @@ def run(
             LOGS / f"{namespace}.log",
             wrapper=wrapper,
             extra_env=operator_env or {},
+            module=["bench.operator.traced", str(LOGS / f"{namespace}.memory"), "--"]
+            if trace_memory
+            else ["modelreg.controller"],
         ).start()
         t0 = operator.started_at
         deadline = t0 + timeout
@@ -265,6 +310,8 @@ def run(
             operator.stop()
         delete_namespace(env, namespace, wait_seconds=600)
         _delete_prefix(env, s3, f"{namespace}/")
+        if cidr:
+            _delete_service_cidr(env)
 
 
 def markdown(results: list[ScaleResult]) -> str:
@@ -308,7 +355,8 @@ def markdown(results: list[ScaleResult]) -> str:
 All objects exist before the operator starts (created through the API in bulk, with real 1 KiB
 artifacts and their sha256 in S3); per Model: 1 Archived, 1 Blocked by a gate, 2 Staging, 1
 Production (served; the first {PODS_BUDGET} Models with 1 kwok pod, the rest with `replicas: 0`),
-the rest None. Time is from starting `python -m modelreg.controller --namespace NS` until every
+the rest None. Runs with more than {SERVICES_WITHOUT_CIDR} Models add a ServiceCIDR
+({SERVICE_CIDR[1]}) for the duration: the local cluster's Service range is a /24. Time is from starting `python -m modelreg.controller --namespace NS` until every
 version's status has observedGeneration == generation and a terminal phase (one watch of the
 benchmark's own). Peak RSS is the operator's VmHWM; CPU is user + system. API requests are counted
 in the kube-apiserver's audit log (the operator's user agents, the benchmark namespace), divided

@@ -191,12 +191,13 @@ class Operator:
     log_path: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     wrapper: list[str] = field(default_factory=list)  # e.g. py-spy record ... --
+    module: list[str] = field(default_factory=lambda: ["modelreg.controller"])
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     target_pid: int = 0
 
     def start(self) -> Operator:
-        args = [*self.wrapper, sys.executable, "-m", "modelreg.controller"]
+        args = [*self.wrapper, sys.executable, "-m", *self.module]
         for ns in self.namespaces:
             args += ["--namespace", ns]
         env = {
