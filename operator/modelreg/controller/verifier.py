@@ -133,9 +133,7 @@ class Verifier:
         if outcome is not None:
             return outcome.verdict
         return (
-            ArtifactVerdict(
-                Verdict.VERIFYING, "Verifying", f"computing the sha256 of {artifact}"
-            )
+            ArtifactVerdict(Verdict.VERIFYING, "Verifying", f"computing the sha256 of {artifact}")
             if running
             else ArtifactVerdict(Verdict.PENDING)
         )
