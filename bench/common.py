@@ -150,7 +150,7 @@ def header_markdown() -> str:
             f"{_cpu_model()}, {os.cpu_count()} cores, {_mem_gib():.0f} GiB RAM, "
             f"{platform.system()} {platform.release()}",
         ),
-        ("load average at start", load),
+        ("load average (1, 5, 15 min) when last written", load),
         ("python", platform.python_version()),
         (
             "python packages",
