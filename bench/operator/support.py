@@ -290,9 +290,14 @@ def count_operator_requests(offset: int, namespaces: set[str]) -> AuditCount | N
     by_verb: Counter[str] = Counter()
     by_resource: Counter[str] = Counter()
     total = watches = 0
+    keys = [f'"namespace":"{ns}"'.encode() for ns in namespaces]
     with path.open("rb") as f:
-        f.seek(offset)
+        # A restarted kube-apiserver may start a new log: then read it whole (the namespace
+        # filter keeps the count exact).
+        f.seek(offset if path.stat().st_size >= offset else 0)
         for raw in f:
+            if not any(k in raw for k in keys):
+                continue
             if b'"stage":"ResponseComplete"' not in raw and b'"stage":"ResponseStarted"' not in raw:
                 continue
             try:
