@@ -15,7 +15,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +61,14 @@ class _Written:
 
     before: str  # resourceVersion the cache still shows
     body: Body
+
+
+async def _all(calls: list[Coroutine[Any, Any, Any]]) -> None:
+    """Await every call concurrently; when any fails, raise the first failure after all ended."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
 
 
 def _now() -> str:
@@ -261,37 +269,45 @@ class Reconciler:
                 result.serving_version,
             )
             await kube.call(kube.apply_service, namespace, result.apply_service)
+        # Statuses are independent of each other: written concurrently, as are the removals.
         by_name = {mv.metadata.name: mv for mv in versions}
+        writes = []
         for name, status in result.version_status.items():
             mv = by_name[name]
             self._track_promotion(mv, status.phase)
-            await self._write_status(
-                "modelversions",
-                mv.metadata.name,
-                namespace,
-                mv.metadata.uid,
-                mv.metadata.resource_version,
-                mv.status.wire(),
-                status.wire(),
+            writes.append(
+                self._write_status(
+                    "modelversions",
+                    mv.metadata.name,
+                    namespace,
+                    mv.metadata.uid,
+                    mv.metadata.resource_version,
+                    mv.status.wire(),
+                    status.wire(),
+                )
             )
         if model is not None and result.model_status is not None:
-            await self._write_status(
-                "models",
-                model.metadata.name,
-                namespace,
-                model.metadata.uid,
-                model.metadata.resource_version,
-                model.status.wire(),
-                result.model_status.wire(),
+            writes.append(
+                self._write_status(
+                    "models",
+                    model.metadata.name,
+                    namespace,
+                    model.metadata.uid,
+                    model.metadata.resource_version,
+                    model.status.wire(),
+                    result.model_status.wire(),
+                )
             )
+        await _all(writes)
+        removals = []
         if result.delete_service is not None:
             log.info("deleting Service %s/%s: no version serves", namespace, result.delete_service)
-            await kube.call(kube.delete_service, namespace, result.delete_service)
+            removals.append(kube.call(kube.delete_service, namespace, result.delete_service))
         for name in result.delete_deployments:
             log.info("deleting Deployment %s/%s", namespace, name)
-            await kube.call(kube.delete_deployment, namespace, name)
-        for event in result.events:
-            await self._post(namespace, event)
+            removals.append(kube.call(kube.delete_deployment, namespace, name))
+        await _all(removals)
+        await _all([self._post(namespace, event) for event in result.events])
 
     async def _write_status(
         self, plural: str, name: str, namespace: str, uid: str, rv: str, old: Body, new: Body
