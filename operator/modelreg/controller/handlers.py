@@ -19,7 +19,7 @@ import kopf
 
 from modelreg.api.models import GROUP, VERSION
 from modelreg.controller import kopfpatch
-from modelreg.controller.reconciler import Caches, Reconciler
+from modelreg.controller.reconciler import Caches, Reconciler, compact
 from modelreg.lifecycle import naming
 from modelreg.settings import OperatorSettings
 
@@ -69,21 +69,25 @@ def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRe
 
     @kopf.index(GROUP, VERSION, "models", id="models_idx", registry=registry)
     def models_idx(**kw: Any) -> dict[Any, Any]:
-        return {(kw["namespace"], kw["name"]): dict(kw["body"])}
+        return {(kw["namespace"], kw["name"]): compact(kw["body"])}
 
     @kopf.index(GROUP, VERSION, "modelversions", id="versions_idx", registry=registry)
     def versions_idx(**kw: Any) -> dict[Any, Any]:
-        return {(kw["namespace"], kw["spec"].get("model", "")): dict(kw["body"])}
+        return {(kw["namespace"], kw["spec"].get("model", "")): compact(kw["body"])}
 
     @kopf.index(
         "apps", "v1", "deployments", labels=MANAGED, id="deployments_idx", registry=registry
     )
     def deployments_idx(**kw: Any) -> dict[Any, Any]:
-        return {(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): dict(kw["body"])}
+        return {
+            (kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): compact(
+                kw["body"], template=False
+            )
+        }
 
     @kopf.index("v1", "services", labels=MANAGED, id="services_idx", registry=registry)
     def services_idx(**kw: Any) -> dict[Any, Any]:
-        return {(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): dict(kw["body"])}
+        return {(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): compact(kw["body"])}
 
     def caches(kw: dict[str, Any]) -> None:
         if reconciler.caches is None:

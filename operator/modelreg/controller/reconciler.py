@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -41,10 +42,10 @@ ModelKey = tuple[str, str]
 class Caches:
     """What the reconciler reads: bodies by (namespace, model). Kopf's indexes fit this."""
 
-    models: Mapping[ModelKey, Iterable[Body]]
-    versions: Mapping[ModelKey, Iterable[Body]]
-    deployments: Mapping[ModelKey, Iterable[Body]]
-    services: Mapping[ModelKey, Iterable[Body]]
+    models: Mapping[ModelKey, Iterable[bytes]]
+    versions: Mapping[ModelKey, Iterable[bytes]]
+    deployments: Mapping[ModelKey, Iterable[bytes]]
+    services: Mapping[ModelKey, Iterable[bytes]]
 
 
 @dataclass
@@ -60,7 +61,30 @@ class _Written:
     """A status we wrote whose watch event has not reached the cache yet."""
 
     before: str  # resourceVersion the cache still shows
-    body: Body
+    body: bytes  # compact()ed
+
+
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def compact(body: Mapping[str, Any], *, template: bool = True) -> bytes:
+    """What the reconciler keeps of an object, as compact JSON: no managedFields, no kubectl
+    last-applied copy, and (`template=False`, for Deployments) no pod template. Tens of thousands
+    of cached objects cost a few KiB each this way instead of tens of KiB of Python dicts."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if annotations and _LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
+    spec = body.get("spec") or {}
+    if not template:
+        spec = {k: v for k, v in spec.items() if k != "template"}
+    slim = {"metadata": meta, "spec": spec, "status": body.get("status") or {}}
+    return json.dumps(slim, separators=(",", ":")).encode()
+
+
+def expand(packed: bytes) -> Body:
+    body: Body = json.loads(packed)
+    return body
 
 
 async def _all(calls: list[Coroutine[Any, Any, Any]]) -> None:
@@ -185,14 +209,15 @@ class Reconciler:
 
     # -- one pass --------------------------------------------------------------------------------
 
-    def _fresh(self, body: Body) -> Body:
+    def _fresh(self, packed: bytes) -> Body:
         """The cached body, or the newer one we wrote if its watch event has not arrived yet."""
+        body = expand(packed)
         uid = body.get("metadata", {}).get("uid", "")
         written = self._written.get(uid)
         if written is None:
             return body
         if body.get("metadata", {}).get("resourceVersion") == written.before:
-            return written.body
+            return expand(written.body)
         del self._written[uid]
         return body
 
@@ -205,9 +230,9 @@ class Reconciler:
             [self._fresh(b) for b in self.caches.versions.get(key) or []]
         )
         deployments = [
-            lifecycle.deployment_state(b) for b in self.caches.deployments.get(key) or []
+            lifecycle.deployment_state(expand(b)) for b in self.caches.deployments.get(key) or []
         ]
-        services = list(self.caches.services.get(key) or [])
+        services = [expand(b) for b in self.caches.services.get(key) or []]
         service = lifecycle.service_state(services[0]) if services else None
 
         verdicts = {mv.metadata.name: self.verifier.verdict(model, mv) for mv in versions}
@@ -319,7 +344,7 @@ class Reconciler:
             body = await self.kube.call(self.kube.patch_status, plural, namespace, name, patch)
         except k8s.NotFound:
             return  # deleted meanwhile: its DELETED event will reconcile again
-        self._written[uid] = _Written(before=rv, body=body)
+        self._written[uid] = _Written(before=rv, body=compact(body))
 
     async def _post(self, namespace: str, event: lifecycle.Event) -> None:
         stamp = _now()
