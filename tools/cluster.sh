@@ -158,6 +158,12 @@ options:
   etcdBinary: $bin/etcd
   kwokControllerBinary: $bin/kwok
   kubeAuditPolicy: $dev/audit-policy.yaml
+componentsPatches:
+  # The default Service range is a /24: 254 ClusterIPs for every test and benchmark together.
+  - name: kube-apiserver
+    extraArgs:
+      - key: service-cluster-ip-range
+        value: 10.96.0.0/16
 EOF
   # Metadata-level audit of modelreg's own calls: the benchmarks count API requests per version.
   cat >"$dev/audit-policy.yaml" <<'EOF'
