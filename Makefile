@@ -59,8 +59,9 @@ test: lint check unit e2e ## everything: lint, drift check, unit, e2e
 demo: venv tools ## from a fresh clone: cluster, CRDs, operator, a trained model registered, promoted and served
 	CLUSTER=$(CLUSTER) $(PY) -m demo
 
-bench: cluster-up ## benchmarks; writes bench/RESULTS.md
+bench: cluster-up ## benchmarks (writes bench/RESULTS.md), then the full chaos runs (20 promotions under SIGKILL)
 	$(PY) -m bench
+	MODELREG_CHAOS_FULL=1 $(PY) -m pytest tests/e2e/test_chaos.py -q
 
 clean: cluster-down ## remove .dev/ and .venv/
 	rm -rf .dev $(VENV)
