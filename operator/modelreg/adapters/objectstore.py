@@ -20,7 +20,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -374,63 +374,73 @@ class ObjectStore:
 
     def _translate(self, e: BaseException, loc: S3Location, action: str) -> NoReturn:
         """Map a boto3/botocore/network exception to a StoreError; always raises."""
-        where = f"{action} {loc.uri()}"
-        if isinstance(e, StoreError):
+        error = (
+            None
+            if isinstance(e, StoreError)
+            else translate(e, f"{action} {loc.uri()}", self._scrub)
+        )
+        if error is None:
             raise e
-        if isinstance(e, botocore.exceptions.ClientError):
-            err = e.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            detail = self._scrub(str(err.get("Message") or code or f"HTTP {status}"))
-            if code in _DENIED_CODES or status == 403:
-                raise AccessDenied(
-                    f"{where}: access denied ({code or status}: {detail}); check the "
-                    "credentials Secret and the bucket policy"
-                ) from e
-            if code in _NOT_FOUND_CODES or status == 404:
-                what = "bucket" if code == "NoSuchBucket" else "object"
-                raise ObjectNotFound(f"{where}: no such {what} ({code or status}: {detail})") from e
-            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-                raise StoreUnavailable(
-                    f"{where}: the store is unavailable ({code or status}: {detail})"
-                ) from e
-            raise StoreError(f"{where}: {code or status}: {detail}") from e
-        if isinstance(
-            e, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)
-        ):
-            raise AccessDenied(
-                f"{where}: no usable object-store credentials (set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, e.g. from the storage secretRef)"
-            ) from e
-        if isinstance(e, botocore.exceptions.ParamValidationError):
-            raise InvalidURI(f"{where}: {self._scrub(str(e))}") from e
-        if isinstance(
-            e,
-            (
-                botocore.exceptions.ConnectionError,  # refused, connect timeout, proxy, TLS
-                botocore.exceptions.HTTPClientError,  # read timeouts, resets
-                botocore.exceptions.IncompleteReadError,
-                botocore.exceptions.ResponseStreamingError,
-                botocore.exceptions.CredentialRetrievalError,
-                ConnectionError,
-                TimeoutError,
-            ),
-        ):
-            raise StoreUnavailable(
-                f"{where}: the store is unreachable ({type(e).__name__}: {self._scrub(str(e))})"
-            ) from e
-        if isinstance(e, botocore.exceptions.BotoCoreError):
-            raise StoreError(f"{where}: {type(e).__name__}: {self._scrub(str(e))}") from e
-        if isinstance(e, OSError):
-            raise StoreUnavailable(
-                f"{where}: network failure ({type(e).__name__}: {self._scrub(str(e))})"
-            ) from e
-        # urllib3 errors that escape botocore's wrapping during body reads.
-        if type(e).__module__.startswith("urllib3"):
-            raise StoreUnavailable(
-                f"{where}: network failure ({type(e).__name__}: {self._scrub(str(e))})"
-            ) from e
-        raise e
+        raise error from e
+
+
+def translate(e: BaseException, where: str, scrub: Callable[[str], str]) -> StoreError | None:
+    """The StoreError for a boto3/botocore/network exception (callers `raise ... from e`), or
+    None when `e` is no store failure (a bug: callers re-raise it as it is).
+
+    The one translation of S3 failures, shared by this module and `adapters.upload`; `scrub`
+    removes credentials from any text taken from the exception.
+    """
+    if isinstance(e, botocore.exceptions.ClientError):
+        err = e.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        detail = scrub(str(err.get("Message") or code or f"HTTP {status}"))
+        if code in _DENIED_CODES or status == 403:
+            return AccessDenied(
+                f"{where}: access denied ({code or status}: {detail}); check the "
+                "credentials Secret and the bucket policy"
+            )
+        if code in _NOT_FOUND_CODES or status == 404:
+            what = "bucket" if code == "NoSuchBucket" else "object"
+            return ObjectNotFound(f"{where}: no such {what} ({code or status}: {detail})")
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            return StoreUnavailable(
+                f"{where}: the store is unavailable ({code or status}: {detail})"
+            )
+        return StoreError(f"{where}: {code or status}: {detail}")
+    if isinstance(
+        e, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)
+    ):
+        return AccessDenied(
+            f"{where}: no usable object-store credentials (set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, e.g. from the storage secretRef)"
+        )
+    if isinstance(e, botocore.exceptions.ParamValidationError):
+        return InvalidURI(f"{where}: {scrub(str(e))}")
+    if isinstance(
+        e,
+        (
+            botocore.exceptions.ConnectionError,  # refused, connect timeout, proxy, TLS
+            botocore.exceptions.HTTPClientError,  # read timeouts, resets
+            botocore.exceptions.IncompleteReadError,
+            botocore.exceptions.ResponseStreamingError,
+            botocore.exceptions.CredentialRetrievalError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
+        return StoreUnavailable(
+            f"{where}: the store is unreachable ({type(e).__name__}: {scrub(str(e))})"
+        )
+    if isinstance(e, botocore.exceptions.BotoCoreError):
+        return StoreError(f"{where}: {type(e).__name__}: {scrub(str(e))}")
+    if isinstance(e, OSError):
+        return StoreUnavailable(f"{where}: network failure ({type(e).__name__}: {scrub(str(e))})")
+    # urllib3 errors that escape botocore's wrapping during body reads.
+    if type(e).__module__.startswith("urllib3"):
+        return StoreUnavailable(f"{where}: network failure ({type(e).__name__}: {scrub(str(e))})")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------

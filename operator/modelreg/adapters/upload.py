@@ -36,12 +36,11 @@ import botocore.exceptions
 
 from modelreg.adapters.objectstore import (
     AccessDenied,
-    InvalidURI,
     ObjectNotFound,
     S3Location,
     StoreConfig,
     StoreError,
-    StoreUnavailable,
+    translate,
 )
 
 if TYPE_CHECKING:
@@ -52,19 +51,6 @@ __all__ = ["MissingCredentials", "ObjectExists", "UploadResult", "Uploader", "s3
 MIB = 1024 * 1024
 MIN_PART_BYTES = 5 * MIB  # S3: every part but the last is at least 5 MiB
 MAX_PARTS = 10_000  # S3: at most 10,000 parts per upload
-
-_DENIED_CODES = frozenset(
-    {
-        "AccessDenied",
-        "Forbidden",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "InvalidToken",
-        "AllAccessDisabled",
-        "XAdminUserNotFound",  # versitygw: an unknown access key id (with HTTP 404)
-    }
-)
 
 ProgressFn = Callable[[int], None]
 """Called on the calling thread with the number of bytes just confirmed by the store."""
@@ -373,43 +359,27 @@ class Uploader:
         return text
 
     def _translate(self, e: BaseException, loc: S3Location, action: str) -> NoReturn:
-        """Map a boto3/botocore/network exception onto the StoreError family; always raises."""
+        """Map a boto3/botocore/network exception onto the StoreError family; always raises.
+
+        Conditional writes and missing credentials mean something particular here; everything
+        else is the object store's one translation (`objectstore.translate`).
+        """
         where = f"{action} {loc.uri()}"
         if isinstance(e, StoreError):
             raise e
         if isinstance(e, botocore.exceptions.ClientError):
-            err = e.response.get("Error", {})
-            code = str(err.get("Code", ""))
+            code = str(e.response.get("Error", {}).get("Code", ""))
             status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            detail = self._scrub(str(err.get("Message") or code or f"HTTP {status}"))
             if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
                 raise ObjectExists(f"{where}: an object already exists at this key") from e
-            # Credential codes first: some stores answer a wrong key id with HTTP 404.
-            if code in _DENIED_CODES or status in (401, 403):
-                raise AccessDenied(
-                    f"{where}: access denied ({code or status}: {detail}); check the "
-                    "credentials and the bucket policy"
-                ) from e
-            if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound") or status == 404:
-                what = "bucket" if code == "NoSuchBucket" else "object"
-                raise ObjectNotFound(f"{where}: no such {what} ({detail})") from e
-            if status >= 500 or status == 429 or code in ("SlowDown", "RequestTimeout"):
-                raise StoreUnavailable(f"{where}: the store is unavailable ({detail})") from e
-            raise StoreError(f"{where}: {code or status}: {detail}") from e
         if isinstance(
             e, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
         ):
             raise MissingCredentials(f"{where}: no usable object-store credentials") from e
-        if isinstance(e, botocore.exceptions.ParamValidationError):
-            raise InvalidURI(f"{where}: {self._scrub(str(e))}") from e
-        if isinstance(e, botocore.exceptions.BotoCoreError | OSError):
-            # Connection refused/reset, timeouts, TLS: worth retrying later.
-            raise StoreUnavailable(
-                f"{where}: the store is unreachable ({type(e).__name__}: {self._scrub(str(e))})"
-            ) from e
-        if type(e).__module__.startswith(("urllib3", "s3transfer")):
-            raise StoreUnavailable(f"{where}: transfer failed ({type(e).__name__})") from e
-        raise e
+        error = translate(e, where, self._scrub)
+        if error is None:
+            raise e
+        raise error from e
 
 
 def _not_implemented(e: BaseException) -> bool:
