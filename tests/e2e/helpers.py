@@ -53,7 +53,9 @@ def wait_for(
 
 
 @dataclass
-class Kubectl:
+class Tool:
+    """A command-line client of the cluster (kubectl, helm), always given the test's kubeconfig."""
+
     kubeconfig: str
     binary: str
 
@@ -70,13 +72,15 @@ class Kubectl:
         )
         if check and proc.returncode != 0:
             raise AssertionError(
-                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
+                f"{Path(self.binary).name} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
             )
         return proc
 
     def __call__(self, *args: str, **kw: Any) -> str:
         return self.run(*args, **kw).stdout
 
+
+class Kubectl(Tool):
     def apply(self, obj: dict[str, Any] | list[dict[str, Any]], *extra: str) -> str:
         docs = obj if isinstance(obj, list) else [obj]
         return self("apply", "-f", "-", *extra, input=yaml.safe_dump_all(docs))

@@ -18,42 +18,22 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e.helpers import DEV, REPO, Kubectl, wait_for
+from tests.e2e.helpers import DEV, REPO, Kubectl, Tool, wait_for
 
 CHART = REPO / "charts" / "modelreg"
 
 
-@dataclass
-class Helm:
-    kubeconfig: str
-    binary: str
-
+class Helm(Tool):
     def run(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [self.binary, "--kubeconfig", self.kubeconfig, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
-            )
-        return proc
-
-    def __call__(self, *args: str, **kw: Any) -> str:
-        return self.run(*args, **kw).stdout
+        return super().run(*args, input=input, check=check, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
