@@ -34,6 +34,9 @@ SpecKey = tuple[str, str, str, str, str]  # uri, sha256, endpoint, region, secre
 # Definite failures are re-checked too (the object may be uploaded or fixed later), but slowly.
 FAILED_RECHECK_MIN = 30.0
 FAILED_RECHECK_MAX = 600.0
+# Credentials read for one check serve the others that start soon after (10,000 versions would
+# otherwise read their Model's Secret 10,000 times); short, so a rotated Secret is seen quickly.
+SECRET_TTL = 10.0
 # Building a boto3 client parses botocore's JSON models (~0.1-0.3 s of CPU and MiBs of garbage),
 # far more than hashing a small artifact: one client per store and credentials is reused.
 STORE_CLIENTS_MAX = 32
@@ -69,6 +72,7 @@ class Verifier:
         self._confirmed: set[str] = set()
         self._sem = asyncio.Semaphore(settings.verify_concurrency)
         self._stores: OrderedDict[store.StoreConfig, store.ObjectStore] = OrderedDict()
+        self._secret_reads: dict[tuple[str, str], tuple[float, asyncio.Future[dict[str, str]]]] = {}
 
     # -- the question the reconciler asks ------------------------------------------------------
 
@@ -275,6 +279,25 @@ class Verifier:
             )
             self._on_done(model_key)
 
+    async def _secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, read once for every check that starts within SECRET_TTL (a Model's
+        versions share one Secret); failures are not kept, so a Secret created later is seen."""
+        key = (namespace, name)
+        now = time.monotonic()
+        hit = self._secret_reads.get(key)
+        if hit is None or now - hit[0] > SECRET_TTL:
+            read = asyncio.ensure_future(
+                asyncio.to_thread(self._kube.get_secret_data, namespace, name)
+            )
+            hit = (now, read)
+            self._secret_reads[key] = hit
+        try:
+            return await asyncio.shield(hit[1])
+        except k8s.KubeError:
+            if self._secret_reads.get(key) is hit:
+                del self._secret_reads[key]
+            raise
+
     async def _credentials(self, model: Model) -> tuple[str | None, str | None] | ArtifactVerdict:
         storage = model.spec.storage
         assert storage is not None
@@ -283,7 +306,7 @@ class Verifier:
         name = storage.secret_ref.name
         ns = model.metadata.namespace
         try:
-            data = await asyncio.to_thread(self._kube.get_secret_data, ns, name)
+            data = await self._secret(ns, name)
         except k8s.NotFound:
             return ArtifactVerdict(
                 Verdict.FAILED,
