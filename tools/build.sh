@@ -13,16 +13,19 @@ repo=$(dirname "$here")
 cache=${MODELREG_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelreg/tools}
 bindir=${MODELREG_BIN_DIR:-$repo/.dev/bin}
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "error: the Go toolchain is not on PATH. It is needed once, to build the pinned control-plane" >&2
-  echo "       tools (tools/versions.env). Install Go >= 1.26 (https://go.dev/doc/install) and rerun 'make tools'." >&2
-  exit 3
-fi
-gov=$(go env GOVERSION)
-case $gov in
-  go1.2[6-9]*|go1.[3-9][0-9]*) ;;
-  *) echo "error: $gov is too old: kwok $KWOK_VERSION needs Go >= 1.26" >&2; exit 3 ;;
-esac
+need_go() { # only when something must be built: cached tools need no Go at all
+  if ! command -v go >/dev/null 2>&1; then
+    echo "error: the Go toolchain is not on PATH. It is needed once, to build the pinned control-plane" >&2
+    echo "       tools (tools/versions.env). Install Go >= 1.26 (https://go.dev/doc/install) and rerun 'make tools'." >&2
+    exit 3
+  fi
+  local gov
+  gov=$(go env GOVERSION)
+  case $gov in
+    go1.2[6-9]*|go1.[3-9][0-9]*) ;;
+    *) echo "error: $gov is too old: kwok $KWOK_VERSION needs Go >= 1.26" >&2; exit 3 ;;
+  esac
+}
 # Never fetch another toolchain: the machines here reach the module proxy, not toolchain downloads.
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 builddate=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -35,6 +38,7 @@ build() {
   if [ $ok = 1 ]; then
     echo "tools: $name $ver cached in $dest"
   else
+    need_go
     echo "tools: building $name $ver ($bins) ..."
     local t0=$SECONDS tmp="$dest.tmp.$$"
     rm -rf "$tmp"; mkdir -p "$tmp"
@@ -65,6 +69,7 @@ build kwok "$KWOK_VERSION" "kwok kwokctl" \
 # objects so that tests can add their own stages beside them.
 stages="$cache/kwok-$KWOK_VERSION/stages"
 if [ ! -f "$stages/pod-ready.yaml" ]; then
+  need_go
   kdir=$(cd "$here/kwok" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   mkdir -p "$stages"
