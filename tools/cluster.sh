@@ -64,16 +64,22 @@ kube_ready() {
   [ -f "$kubeconfig" ] && "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
 }
 
+running() { # pid -> 0 when it runs (a zombie, which nobody may reap here, does not count)
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 cluster_alive() { # any process of the cluster still running?
   local f
   for f in "$KWOK_WORKDIR/clusters/$name"/pids/*.pid; do
-    [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0
+    [ -f "$f" ] && running "$(cat "$f")" && return 0
   done
   return 1
 }
 
 s3_pid() { [ -f "$s3dir/pid" ] && cat "$s3dir/pid" || true; }
-s3_alive() { local p; p=$(s3_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+s3_alive() { local p; p=$(s3_pid); [ -n "$p" ] && running "$p"; }
 s3_ready() {
   s3_alive || return 1
   # shellcheck source=/dev/null
@@ -83,9 +89,9 @@ s3_ready() {
 
 stop_s3() {
   local p; p=$(s3_pid)
-  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+  if [ -n "$p" ] && running "$p"; then
     kill "$p" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 50); do running "$p" || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null || true
     say "stopped the S3 server (pid $p)"
   fi
