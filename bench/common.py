@@ -30,6 +30,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from demo.devenv import read_env_file
+
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / ".dev"
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -231,16 +233,6 @@ def self_peak_rss() -> int:
 
 # ------------------------------------------------------------------------------------------------
 # The local cluster and S3 server
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip().strip("'\"")
-    return out
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from demo.devenv import read_env_file
 from demo.podemu import EmulatedPod, resolve_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,16 +125,6 @@ class Env:
         if p.returncode != 0:
             raise DemoError(f"modelreg {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
         return p.stdout
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip().strip("'\"")
-    return out
 
 
 # -- steps ------------------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from demo.devenv import read_env_file
 
-from tests.e2e.helpers import DEV, REPO, S3, Kubectl, OperatorProcess, read_env_file, wait_for
+from tests.e2e.helpers import DEV, REPO, S3, Kubectl, OperatorProcess, wait_for
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -148,16 +148,6 @@ class S3:
         }
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip().strip("'\"")
-    return out
-
-
 @dataclass
 class OperatorProcess:
     """`python -m modelreg.controller` as a real local process, watching the given namespaces."""
