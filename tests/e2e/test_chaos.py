@@ -47,6 +47,16 @@ def _assert_converged(reg: Registry, models: dict[str, int], timeout: float = 18
             timeout=timeout,
             what=f"{model}: Service on v{want} and exactly one Deployment",
         )
+    # Versions created just before the check (e.g. right after an API server restart) may still be
+    # on their way through the reconcile: converged means within a deadline, not at this instant.
+    wait_for(
+        lambda: all(
+            mv.get("status", {}).get("observedGeneration") == mv["metadata"]["generation"]
+            for mv in reg.kubectl.items("mv", reg.namespace)
+        ),
+        timeout=timeout,
+        what="every version to observe its generation",
+    )
     for mv in reg.kubectl.items("mv", reg.namespace):
         assert not mv["metadata"].get("finalizers"), mv["metadata"]["name"]
         st = mv.get("status", {})
