@@ -52,10 +52,11 @@ build() {
 
 k8s_minor=${KUBERNETES_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
 vpkg=k8s.io/component-base/version
-build k8s "$KUBERNETES_VERSION" "kube-apiserver kube-controller-manager kube-scheduler kubectl" \
+build k8s "$KUBERNETES_VERSION" "kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy" \
   -ldflags "-s -w -X $vpkg.gitVersion=$KUBERNETES_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$k8s_minor -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=$builddate" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 
 # etcd's main package is the root of its server module, so go would name the binary "server".
 OUT=etcd build etcd "$ETCD_VERSION" "etcd" -ldflags "-s -w" go.etcd.io/etcd/server/v3
@@ -88,4 +89,30 @@ build helm "$HELM_VERSION" "helm" \
 build versitygw "$VERSITYGW_VERSION" "versitygw" \
   -ldflags "-s -w -X main.Version=$VERSITYGW_VERSION -X main.Build=release" \
   github.com/versity/versitygw/cmd/versitygw
+# The real worker node: containerd with its runc shim, the CNI plugins, and the pause image's binary.
+cpkg=github.com/containerd/containerd/v2
+build containerd "$CONTAINERD_VERSION" "containerd ctr containerd-shim-runc-v2" \
+  -tags "no_btrfs no_devmapper" \
+  -ldflags "-s -w -X $cpkg/version.Version=$CONTAINERD_VERSION -X $cpkg/version.Package=github.com/containerd/containerd/v2" \
+  $cpkg/cmd/containerd $cpkg/cmd/ctr $cpkg/cmd/containerd-shim-runc-v2
+
+npkg=github.com/containernetworking/plugins
+build cni "$CNI_PLUGINS_VERSION" "bridge host-local loopback portmap" \
+  -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" \
+  $npkg/plugins/main/bridge $npkg/plugins/ipam/host-local $npkg/plugins/main/loopback $npkg/plugins/meta/portmap
+
+# The pause image's one binary, from its C source in the pinned k8s.io/kubernetes module
+# (tools/cluster.sh packages it FROM scratch as containerd's sandbox image).
+pause="$cache/pause-$KUBERNETES_VERSION"
+if [ ! -x "$pause/pause" ]; then
+  need_go
+  command -v gcc >/dev/null 2>&1 || { echo "error: gcc is needed once to build the pause binary (apt-get install gcc libc6-dev)" >&2; exit 3; }
+  kdir=$(cd "$here/k8s" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$pause.tmp.$$"
+  gcc -Os -static -Wall -Werror -DVERSION=$KUBERNETES_VERSION -o "$pause.tmp.$$/pause" "$kdir/build/pause/linux/pause.c"
+  strip "$pause.tmp.$$/pause" 2>/dev/null || true
+  rm -rf "$pause"; mv "$pause.tmp.$$" "$pause"
+  echo "tools: built pause from k8s.io/kubernetes@$KUBERNETES_VERSION build/pause/linux/pause.c"
+fi
 echo "tools: linked into $bindir"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The embedded local environment: a real Kubernetes control plane (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kwok fake nodes) run by kwokctl's binary runtime, and a
-# real S3-compatible server (versitygw), all on 127.0.0.1. Called by `make cluster-up` /
-# `make cluster-down` and by the e2e fixtures when nothing is running.
+# kube-controller-manager, kube-scheduler, kwok fake nodes) run by kwokctl's binary runtime, a
+# real S3-compatible server (versitygw), all on 127.0.0.1, and a real worker node (containerd,
+# runc, CNI, kubelet, kube-proxy: tools/node.sh) where the machine allows it. Called by
+# `make cluster-up` / `make cluster-down` and by the e2e fixtures when nothing is running.
 #
 #   tools/cluster.sh up|down|status
 #
@@ -11,6 +12,12 @@
 #   MODELREG_KUBE_PORT  kube-apiserver port (default: a free port)
 #   MODELREG_S3_PORT    S3 server port (default: a free port)
 #   MODELREG_NODES      fake nodes (default 2)
+#   MODELREG_REAL_NODE  auto (default): a real node when tools/node.sh check passes, else kwok only,
+#                       saying why; 1 (the default with CI=true): a real node or an error; 0: none
+#
+# With the real node, the API server and the S3 server also listen on the node's bridge address
+# (a forwarder at the same port), and .dev/s3.env names the S3 server by that address, which the
+# host and the pods both reach.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -23,6 +30,8 @@ export KWOK_WORKDIR="$dev/kwok"
 kubeconfig="$dev/kubeconfig"
 s3dir="$dev/s3"
 nodes=${MODELREG_NODES:-2}
+if [ "${CI:-}" = true ]; then real_node=${MODELREG_REAL_NODE:-1}; else real_node=${MODELREG_REAL_NODE:-auto}; fi
+case $real_node in auto|0|1) ;; *) echo "cluster: error: MODELREG_REAL_NODE must be auto, 0 or 1 (got '$real_node')" >&2; exit 2 ;; esac
 cache=${MODELREG_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelreg/tools}
 t0=$(date +%s.%N)
 
@@ -82,9 +91,8 @@ s3_pid() { [ -f "$s3dir/pid" ] && cat "$s3dir/pid" || true; }
 s3_alive() { local p; p=$(s3_pid); [ -n "$p" ] && running "$p"; }
 s3_ready() {
   s3_alive || return 1
-  # shellcheck source=/dev/null
-  . "$dev/s3.env" 2>/dev/null || return 1
-  curl -s -o /dev/null --max-time 2 "$MODELREG_S3_ENDPOINT" 2>/dev/null
+  [ -f "$dev/s3.env" ] && [ -f "$s3dir/port" ] || return 1
+  curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$(cat "$s3dir/port")" 2>/dev/null
 }
 
 stop_s3() {
@@ -95,7 +103,7 @@ stop_s3() {
     kill -9 "$p" 2>/dev/null || true
     say "stopped the S3 server (pid $p)"
   fi
-  rm -f "$s3dir/pid"
+  rm -f "$s3dir/pid" "$s3dir/port"
 }
 
 start_s3() {
@@ -120,9 +128,14 @@ start_s3() {
   ROOT_ACCESS_KEY="$ak" ROOT_SECRET_KEY="$sk" VGW_PORT="127.0.0.1:$port" VGW_REGION=us-east-1 \
     nohup "$bin/versitygw" posix "$s3dir/data" >"$s3dir/log" 2>&1 9>&- &
   echo $! >"$s3dir/pid"
+  echo "$port" >"$s3dir/port"
+  # With a real node the pods must reach the store too: name it by the bridge address, which
+  # tools/node.sh forwards to this loopback port (the host reaches that address as well).
+  local host=127.0.0.1
+  [ ! -f "$dev/node-mode" ] || host=$("$here/node.sh" ip)
   umask 077
   cat >"$dev/s3.env" <<EOF
-MODELREG_S3_ENDPOINT=http://127.0.0.1:$port
+MODELREG_S3_ENDPOINT=http://$host:$port
 MODELREG_S3_BUCKET=models
 AWS_ACCESS_KEY_ID=$ak
 AWS_SECRET_ACCESS_KEY=$sk
@@ -164,6 +177,16 @@ options:
   etcdBinary: $bin/etcd
   kwokControllerBinary: $bin/kwok
   kubeAuditPolicy: $dev/audit-policy.yaml
+EOF
+  local pki="$KWOK_WORKDIR/clusters/$name/pki"
+  if [ -f "$dev/node-mode" ]; then
+    # In-cluster clients (the operator pod) reach the API server through the kubernetes Service
+    # (10.96.0.1) and the bridge address: both must be in its certificate.
+    cat >>"$dev/kwokctl.yaml" <<EOF
+  kubeApiserverCertSANs: [10.96.0.1, $("$here/node.sh" ip)]
+EOF
+  fi
+  cat >>"$dev/kwokctl.yaml" <<EOF
 componentsPatches:
   # The default Service range is a /24: 254 ClusterIPs for every test and benchmark together.
   - name: kube-apiserver
@@ -171,6 +194,18 @@ componentsPatches:
       - key: service-cluster-ip-range
         value: 10.96.0.0/16
 EOF
+  if [ -f "$dev/node-mode" ]; then
+    # The kubernetes Service's endpoint is the bridge address (forwarded to loopback); the API
+    # server authenticates to the kubelet (logs, exec) with the admin certificate.
+    cat >>"$dev/kwokctl.yaml" <<EOF
+      - key: advertise-address
+        value: $("$here/node.sh" ip)
+      - key: kubelet-client-certificate
+        value: $pki/admin.crt
+      - key: kubelet-client-key
+        value: $pki/admin.key
+EOF
+  fi
   # Metadata-level audit of modelreg's own calls: the benchmarks count API requests per version.
   cat >"$dev/audit-policy.yaml" <<'EOF'
 apiVersion: audit.k8s.io/v1
@@ -199,9 +234,30 @@ apply_stages() {
   "$bin/kubectl" --kubeconfig "$kubeconfig" apply -f "$dir"
 }
 
+# Decide whether this cluster gets a real node (recorded in .dev/node-mode at creation, because the
+# API server's certificate and advertised address depend on it).
+decide_node() {
+  [ "$real_node" != 0 ] || { rm -f "$dev/node-mode"; return 0; }
+  local why
+  if why=$("$here/node.sh" check 2>&1); then
+    echo real >"$dev/node-mode"
+  elif [ "$real_node" = 1 ]; then
+    die "MODELREG_REAL_NODE=1 but a real node cannot run here: $why"
+  else
+    say "no real node: $why. The kwok-only cluster still works; tests that need real pods fail with this reason."
+    echo "$why" >"$dev/no-node-reason"
+    rm -f "$dev/node-mode"
+  fi
+}
+
+node_up() {
+  [ -f "$dev/node-mode" ] || return 0
+  "$here/node.sh" up
+}
+
 up() {
   need_tools
-  if kube_ready && s3_ready; then
+  if kube_ready && s3_ready && { [ ! -f "$dev/node-mode" ] || "$here/node.sh" status | grep -q ': up'; }; then
     say "already up ($(elapsed)): KUBECONFIG=$kubeconfig, S3 in $dev/s3.env"
     return 0
   fi
@@ -214,9 +270,14 @@ up() {
   if ! kube_ready; then
     if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
       say "found a stale cluster in $KWOK_WORKDIR (a killed run: its processes are gone): removing it"
+      # A stale node's certificates were signed by the old cluster's CA: it goes too.
+      [ ! -d "$dev/node" ] || "$here/node.sh" down
       "$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kubeconfig" >/dev/null 2>&1 || true
       rm -rf "$KWOK_WORKDIR/clusters/$name"
     fi
+    rm -f "$dev/no-node-reason"
+    decide_node
+    [ ! -f "$dev/node-mode" ] || "$here/node.sh" net-up
     write_config
     say "starting kube-apiserver, etcd, controller-manager, scheduler, kwok (Kubernetes $KUBERNETES_VERSION) ..."
     "$bin/kwokctl" create cluster --name "$name" --config "$dev/kwokctl.yaml" \
@@ -238,11 +299,15 @@ up() {
     stop_s3
     start_s3
   fi
+  node_up
   say "up in $(elapsed): export KUBECONFIG=$kubeconfig; source $dev/s3.env"
 }
 
 down() {
   local any=0
+  # The node first: its pods and kubelet still talk to the API server while they stop.
+  if [ -d "$dev/node" ]; then any=1; "$here/node.sh" down; fi
+  rm -f "$dev/node-mode" "$dev/no-node-reason"
   if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
     any=1
     if [ -x "$bin/kwokctl" ]; then
@@ -273,6 +338,7 @@ down() {
 status() {
   if kube_ready; then say "control plane: up ($kubeconfig)"; else say "control plane: down"; fi
   if s3_ready; then say "S3 server: up ($(grep ENDPOINT "$dev/s3.env"))"; else say "S3 server: down"; fi
+  if [ -f "$dev/node-mode" ]; then "$here/node.sh" status; else say "real node: none (MODELREG_REAL_NODE=$real_node)"; fi
 }
 
 # One `up` or `down` at a time: test sessions started in parallel share this environment.

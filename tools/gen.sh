@@ -27,7 +27,7 @@ gen_k8s() {
   # Each "k8s.io/<name> v0.0.0" requirement is a staging module published as v0.<minor>.<patch>.
   grep -E '^[[:space:]]+k8s\.io/[a-z0-9/-]+ v0\.0\.0([[:space:]]|$)' "$gomod" | awk '{print $1}' | sort -u |
     while read -r mod; do go mod edit -replace="$mod=$mod@$staging"; done
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     go mod edit -tool="k8s.io/kubernetes/cmd/$cmd"
   done
   go mod tidy
@@ -54,7 +54,14 @@ gen_etcd() {
   go mod tidy
 }
 
-targets=${*:-k8s etcd kwok helm versitygw}
+gen_containerd() {
+  # containerd's daemon, ctr and the runc shim (v2) for the real worker node.
+  (gen_simple containerd github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" \
+    github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr \
+    github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
+}
+
+targets=${*:-k8s etcd kwok helm versitygw containerd cni}
 for t in $targets; do
   echo "== generating tools/$t"
   case $t in
@@ -62,6 +69,10 @@ for t in $targets; do
     etcd) (gen_etcd) ;;
     kwok) (gen_simple kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl) ;;
     helm) (gen_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm) ;;
+    containerd) gen_containerd ;;
+    cni) (gen_simple cni github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" \
+      github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/main/loopback \
+      github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/meta/portmap) ;;
     versitygw) (gen_simple versitygw github.com/versity/versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw) ;;
     *) echo "unknown tool $t" >&2; exit 2 ;;
   esac

@@ -84,6 +84,8 @@ def test_deployment_is_restricted_and_owned_and_labelled_without_copying() -> No
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    # A pod going away keeps serving while every kube-proxy drops it (the kubelet's sleep action).
+    assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": builders.DRAIN_SECONDS}}}
     assert {"name": "model", "mountPath": "/models"} in c["volumeMounts"]
     assert c["image"] == "registry.local/modelreg:1"
     assert c["command"] == ["python", "-m", "modelreg.runtime"]

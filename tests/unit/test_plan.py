@@ -9,13 +9,16 @@ import pytest
 from modelreg.api.models import Model, ModelVersion, Phase, Stage
 from modelreg.lifecycle import builders, naming
 from modelreg.lifecycle.plan import (
+    SERVICE_NAME_LABEL,
     ArtifactVerdict,
     DeploymentState,
     Plan,
     ServiceState,
     Verdict,
     deployment_state,
+    endpoints_moved,
     plan,
+    service_state,
 )
 
 NOW = "2026-11-24T00:00:00Z"
@@ -77,9 +80,15 @@ def dep(
     )
 
 
-def svc(n: int) -> ServiceState:
+def svc(n: int, *, endpoints: tuple[int, ...] | None = None) -> ServiceState:
+    """The Service selecting version n; its ready endpoints are pods of `endpoints` (default: n)."""
     body = builders.build_service(model(), n)
-    return ServiceState(version=n, spec_hash=body["metadata"]["annotations"][naming.SPEC_HASH])
+    pods = frozenset(
+        f"m-v{v}-7f9c-{i}" for v in (endpoints if endpoints is not None else (n,)) for i in range(2)
+    )
+    return ServiceState(
+        version=n, spec_hash=body["metadata"]["annotations"][naming.SPEC_HASH], ready_pods=pods
+    )
 
 
 def run(
@@ -189,10 +198,17 @@ def test_blue_green_switch_waits_for_available_then_removes_old() -> None:
     assert p.serving_version == 2
     assert p.apply_service is not None
     assert p.apply_service["spec"]["selector"][naming.VERSION_LABEL] == "2"
-    assert p.delete_deployments == ["m-v1"]
+    # The old Deployment stays while the Service's endpoints still lead to its pods.
+    assert p.delete_deployments == []
     assert phase(p, "m-v2") == (Phase.SERVING, Stage.PRODUCTION)
     assert phase(p, "m-v1") == (Phase.SUPERSEDED, Stage.NONE)
     assert any(e.type == "Warning" and e.name == "m-v1" for e in p.events)
+    p = run(vs, deployments=[dep(1), dep(2)], service=svc(2, endpoints=(1, 2)))
+    assert p.delete_deployments == []
+    p = run(vs, deployments=[dep(1), dep(2)], service=svc(2, endpoints=()))
+    assert p.delete_deployments == []  # no ready endpoint at all: nothing has moved yet
+    p = run(vs, deployments=[dep(1), dep(2)], service=svc(2))
+    assert p.delete_deployments == ["m-v1"]
 
 
 def test_missed_deadline_fails_new_version_and_old_keeps_serving() -> None:
@@ -233,8 +249,31 @@ def test_rollback_by_archiving_hands_over_to_next_highest() -> None:
     assert phase(p, "m-v2") == (Phase.SERVING, Stage.PRODUCTION)
     p = run(vs, deployments=[dep(2), dep(1)], service=svc(2))
     assert p.serving_version == 1
-    assert p.delete_deployments == ["m-v2"]
+    assert p.delete_deployments == []
     assert phase(p, "m-v2") == (Phase.ARCHIVED, Stage.ARCHIVED)
+    p = run(vs, deployments=[dep(2), dep(1)], service=svc(1))
+    assert p.delete_deployments == ["m-v2"]
+
+
+def test_endpoints_are_read_from_the_services_own_ready_slices() -> None:
+    body = builders.build_service(model(), 2)
+
+    def ep(pod: str, ready: bool | None = True) -> dict[str, Any]:
+        return {"targetRef": {"kind": "Pod", "name": pod}, "conditions": {"ready": ready}}
+
+    slices = [
+        {"metadata": {"labels": {SERVICE_NAME_LABEL: "m"}}, "endpoints": [ep("m-v2-a-1")]},
+        {"metadata": {"labels": {SERVICE_NAME_LABEL: "m"}}, "endpoints": [ep("m-v1-a-1", False)]},
+        {"metadata": {"labels": {SERVICE_NAME_LABEL: "other"}}, "endpoints": [ep("m-v1-b-1")]},
+    ]
+    state = service_state(body, slices)
+    assert state.version == 2
+    assert state.ready_pods == {"m-v2-a-1"}
+    assert endpoints_moved(state, "m-v2")
+    assert not endpoints_moved(state, "m-v1")
+    # "m-v12-..." is not a pod of "m-v1".
+    v12 = [{"metadata": {"labels": {SERVICE_NAME_LABEL: "m"}}, "endpoints": [ep("m-v12-a-1")]}]
+    assert not endpoints_moved(service_state(body, v12), "m-v1")
 
 
 def test_nothing_left_removes_service_and_deployments() -> None:

@@ -19,7 +19,7 @@ import kopf
 
 from modelreg.api.models import GROUP, VERSION
 from modelreg.controller import kopfpatch
-from modelreg.controller.reconciler import Caches, Reconciler, compact
+from modelreg.controller.reconciler import Caches, Reconciler, compact, compact_slice
 from modelreg.lifecycle import naming
 from modelreg.settings import OperatorSettings
 
@@ -89,6 +89,20 @@ def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRe
     def services_idx(**kw: Any) -> dict[Any, Any]:
         return {(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): compact(kw["body"])}
 
+    # The EndpointSlice controller copies the Service's labels onto its slices.
+    @kopf.index(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        labels=MANAGED,
+        id="endpoints_idx",
+        registry=registry,
+    )
+    def endpoints_idx(**kw: Any) -> dict[Any, Any]:
+        return {
+            (kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): compact_slice(kw["body"])
+        }
+
     def caches(kw: dict[str, Any]) -> None:
         if reconciler.caches is None:
             reconciler.start(
@@ -97,6 +111,7 @@ def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRe
                     versions=kw["versions_idx"],
                     deployments=kw["deployments_idx"],
                     services=kw["services_idx"],
+                    endpoints=kw["endpoints_idx"],
                 )
             )
 
@@ -121,6 +136,11 @@ def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRe
 
     @kopf.on.event("v1", "services", labels=MANAGED, registry=registry)
     async def service_event(**kw: Any) -> None:
+        caches(kw)
+        reconciler.kick(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, ""))
+
+    @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", labels=MANAGED, registry=registry)
+    async def endpoints_event(**kw: Any) -> None:
         caches(kw)
         reconciler.kick(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, ""))
 

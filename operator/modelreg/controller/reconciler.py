@@ -46,6 +46,7 @@ class Caches:
     versions: Mapping[ModelKey, Iterable[bytes]]
     deployments: Mapping[ModelKey, Iterable[bytes]]
     services: Mapping[ModelKey, Iterable[bytes]]
+    endpoints: Mapping[ModelKey, Iterable[bytes]] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +80,22 @@ def compact(body: Mapping[str, Any], *, template: bool = True) -> bytes:
     if not template:
         spec = {k: v for k, v in spec.items() if k != "template"}
     slim = {"metadata": meta, "spec": spec, "status": body.get("status") or {}}
+    return json.dumps(slim, separators=(",", ":")).encode()
+
+
+def compact_slice(body: Mapping[str, Any]) -> bytes:
+    """What the reconciler keeps of an EndpointSlice: its Service's name and, per endpoint, the
+    pod and whether it is ready."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    name = labels.get(lifecycle.SERVICE_NAME_LABEL, "")
+    endpoints = [
+        {
+            "targetRef": {k: (e.get("targetRef") or {}).get(k) for k in ("kind", "name")},
+            "conditions": {"ready": (e.get("conditions") or {}).get("ready")},
+        }
+        for e in body.get("endpoints") or []
+    ]
+    slim = {"metadata": {"labels": {lifecycle.SERVICE_NAME_LABEL: name}}, "endpoints": endpoints}
     return json.dumps(slim, separators=(",", ":")).encode()
 
 
@@ -233,7 +250,10 @@ class Reconciler:
             lifecycle.deployment_state(expand(b)) for b in self.caches.deployments.get(key) or []
         ]
         services = [expand(b) for b in self.caches.services.get(key) or []]
-        service = lifecycle.service_state(services[0]) if services else None
+        service = None
+        if services:
+            slices = [expand(b) for b in self.caches.endpoints.get(key) or []]
+            service = lifecycle.service_state(services[0], slices)
 
         verdicts = {mv.metadata.name: self.verifier.verdict(model, mv) for mv in versions}
         result = lifecycle.plan(

@@ -19,6 +19,7 @@ Body = dict[str, Any]
 
 MODEL_DIR = "/models"
 RUNTIME_UID = 65532
+DRAIN_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,10 @@ def _container(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> Bod
             "periodSeconds": 5,
             "failureThreshold": 60,
         },
+        # A pod that is going away keeps serving a moment: by the time it stops accepting
+        # connections, every kube-proxy has taken it out of the Service (the kubelet's own sleep
+        # action: no binary is needed in the image).
+        "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -10,7 +10,9 @@ The rules, in brief: a version enters Staging or Production only with a verified
 gate passed (else Blocked); the highest eligible version asking for Production is the candidate;
 its Deployment comes up beside the serving one and the Service switches only when it is Available;
 a rollout that misses its progress deadline is Failed for that generation and the old version keeps
-serving; anything else asking for Production is Superseded.
+serving; anything else asking for Production is Superseded. The Deployment that served before a
+switch is removed only once the Service's ready endpoints are all the new version's pods, so no
+request is sent to a pod that is going away.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from modelreg.api.models import (
 from modelreg.lifecycle import builders, conditions, gates, naming
 
 Body = dict[str, Any]
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set by the EndpointSlice controller
 
 
 class Verdict(enum.StrEnum):
@@ -70,6 +74,27 @@ class DeploymentState:
 class ServiceState:
     version: int | None
     spec_hash: str
+    # Names of the pods behind the Service's ready endpoints (its EndpointSlices).
+    ready_pods: frozenset[str] = frozenset()
+
+
+def ready_endpoint_pods(slices: list[Body]) -> frozenset[str]:
+    """The pods behind the ready endpoints of a Service's EndpointSlices."""
+    pods: set[str] = set()
+    for s in slices:
+        for ep in s.get("endpoints") or []:
+            ref = ep.get("targetRef") or {}
+            ready = (ep.get("conditions") or {}).get("ready")
+            if ref.get("kind") == "Pod" and ref.get("name") and ready is not False:
+                pods.add(str(ref["name"]))
+    return frozenset(pods)
+
+
+def endpoints_moved(service: ServiceState | None, deployment: str) -> bool:
+    """Does the Service route only to the pods of `deployment` (and to at least one)?"""
+    if service is None or not service.ready_pods:
+        return False
+    return all(p.startswith(deployment + "-") for p in service.ready_pods)
 
 
 @dataclass(frozen=True)
@@ -128,12 +153,20 @@ def deployment_state(body: Body) -> DeploymentState:
     )
 
 
-def service_state(body: Body) -> ServiceState:
+def service_state(body: Body, slices: list[Body] | None = None) -> ServiceState:
+    """The Service's selected version, and its ready endpoints from the EndpointSlices named for it."""
     selector = body.get("spec", {}).get("selector", {}) or {}
     raw = selector.get(naming.VERSION_LABEL)
+    name = body.get("metadata", {}).get("name")
+    own = [
+        s
+        for s in slices or []
+        if ((s.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL) == name
+    ]
     return ServiceState(
         version=int(raw) if raw and str(raw).isdigit() else None,
         spec_hash=(body.get("metadata", {}).get("annotations", {}) or {}).get(naming.SPEC_HASH, ""),
+        ready_pods=ready_endpoint_pods(own),
     )
 
 
@@ -241,9 +274,18 @@ def plan(
     keep = {serving} | (
         {candidate.n} if candidate is not None and candidate.n not in failed_now else set()
     )
+    # Until the Service's endpoints are all the serving version's pods, an Available Deployment of
+    # another version may still receive requests (the switch happens in this pass or kube-proxy has
+    # not caught up): it stays, and the EndpointSlice update brings the next pass.
+    drained = serving is None or (
+        serving == current and serving in deps and endpoints_moved(service, deps[serving].name)
+    )
     for n, dep in deps.items():
-        if n not in keep and dep.name not in out.delete_deployments:
-            out.delete_deployments.append(dep.name)
+        if n in keep or dep.name in out.delete_deployments:
+            continue
+        if not drained and dep.available:
+            continue
+        out.delete_deployments.append(dep.name)
 
     if model is not None and serving is not None:
         svc = builders.build_service(model, serving)
