@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/.dev/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export KUBECONFIG ?= $(CURDIR)/.dev/kubeconfig
 CLUSTER ?= local
 
-.PHONY: help venv tools cluster-up cluster-down lint fmt generate check unit e2e test demo bench clean
+.PHONY: help venv tools image image-build image-import image-check cluster-up cluster-down lint fmt generate check unit e2e test demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,18 @@ venv: $(VENV)/.stamp ## create or refresh the project's virtualenv in .venv/
 
 tools: ## build the pinned control-plane tools (only what is missing) and link them into .dev/bin/
 	@tools/build.sh
+
+image: ## build the one image with no registry (cached by content), export an OCI archive + SBOM to .dev/images/, import it into the real node's containerd
+	@tools/image.sh all
+
+image-build: ## build and export the image only (no import)
+	@tools/image.sh build
+
+image-import: ## import the exported image into the real node's containerd
+	@tools/image.sh import
+
+image-check: ## run the built image as UID 65532 on a read-only root (runc): imports, --help, ownership
+	@tools/image.sh check
 
 cluster-up: tools venv ## start the local control plane and S3 server (idempotent); CLUSTER=kind uses kind
 	@CLUSTER=$(CLUSTER) tools/cluster.sh up
