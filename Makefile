@@ -37,7 +37,8 @@ image-import: ## import the exported image into the real node's containerd
 image-check: ## run the built image as UID 65532 on a read-only root (runc): imports, --help, ownership
 	@tools/image.sh check
 
-cluster-up: tools venv ## start the local control plane and S3 server (idempotent); CLUSTER=kind uses kind
+cluster-up: tools venv ## start the local control plane, S3 server and real node (idempotent); CLUSTER=kind uses kind
+	@if [ "$${MODELREG_REAL_NODE:-auto}" != 0 ]; then tools/node.sh deps; fi
 	@CLUSTER=$(CLUSTER) tools/cluster.sh up
 
 cluster-down: ## stop the local control plane and S3 server, leaving no process behind

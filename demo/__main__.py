@@ -1,7 +1,8 @@
 """`make demo` (`python -m demo`): modelreg from a fresh clone to a served prediction.
 
 Steps, each announced as it starts:
- 1. the local control plane and S3 server (`make cluster-up`), the CRDs;
+ 1. the local control plane, S3 server and real node (`make cluster-up`), the image imported
+    into the node (`make image`), the CRDs;
  2. the operator (`python -m modelreg.controller`, in the background, log in
     .dev/demo-operator-<namespace>.log),
     watching the demo namespace only;
@@ -9,8 +10,9 @@ Steps, each announced as it starts:
  4. a namespace, the S3 credentials Secret and a Model with promotion gates;
  5. `modelreg register` of both versions, `modelreg promote` of each (the second archives the first);
  6. the Model and its versions as the CLI and kubectl show them;
- 7. a real prediction from the Deployment the operator generated, run by pod emulation
-    (`demo.podemu`: kwok runs no containers, so its container runs here as a local process);
+ 7. a real prediction from the served version: its pod runs on the real node and answers through
+    the stable Service's ClusterIP. Where no real node can run (no root, say), the Deployment's
+    container runs here as a local process instead (`demo.podemu`), and the demo says so;
  8. what to try next.
 
 Options: `--stop` stops the operator at the end (CI); `--namespace` picks another namespace.
@@ -20,6 +22,7 @@ Re-running starts over: the demo namespace and its objects in the bucket are rem
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shlex
@@ -54,6 +57,19 @@ REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / ".dev"
 VENV_BIN = Path(sys.executable).parent
 MODEL = "breast-cancer"
+REAL_NODE = "modelreg-node"
+# What a pod needs to land on the real node (tools/node.sh labels and taints it).
+ON_REAL_NODE: dict[str, Any] = {
+    "nodeSelector": {"modelreg.dev/real-node": "true"},
+    "tolerations": [
+        {
+            "key": "modelreg.dev/real-node",
+            "operator": "Equal",
+            "value": "true",
+            "effect": "NoSchedule",
+        }
+    ],
+}
 
 
 def operator_files(namespace: str) -> tuple[Path, Path]:
@@ -79,6 +95,7 @@ class Env:
     kubectl_bin: str
     s3: dict[str, str]
     namespace: str
+    real_node: bool = False
 
     def proc_env(self) -> dict[str, str]:
         return {
@@ -140,6 +157,25 @@ def cluster_up(skip: bool) -> None:
     )
     if p.returncode != 0:
         raise DemoError("make cluster-up failed (see above)")
+
+
+def real_node(env: Env) -> bool:
+    """Is the real node Ready, with the image imported? Else say why the demo emulates the pod."""
+    node = env.kubectl("get", "node", REAL_NODE, "--ignore-not-found", "-o", "json").strip()
+    if not node:
+        reason = DEV / "no-node-reason"
+        why = reason.read_text().strip() if reason.exists() else "MODELREG_REAL_NODE=0"
+        info(f"no real node ({why}): the prediction will come from pod emulation")
+        return False
+    conds = {c["type"]: c["status"] for c in json.loads(node)["status"].get("conditions", [])}
+    if conds.get("Ready") != "True":
+        info(f"node {REAL_NODE} is not Ready: the prediction will come from pod emulation")
+        return False
+    p = subprocess.run(["bash", str(REPO / "tools" / "image.sh")], cwd=REPO, check=False)
+    if p.returncode != 0:
+        raise DemoError("tools/image.sh could not build or import the image (see above)")
+    info(f"real node {REAL_NODE} Ready, image imported: the version will be served by a real pod")
+    return True
 
 
 def install_crds(env: Env) -> None:
@@ -291,7 +327,7 @@ def create_model(env: Env) -> None:
             "promotion": {
                 "gates": [{"metric": "auc", "min": 0.9}, {"metric": "latency_p99_ms", "max": 50}]
             },
-            "serving": {"replicas": 1},
+            "serving": {"replicas": 1, **(ON_REAL_NODE if env.real_node else {})},
         },
     }
     text = yaml.safe_dump(model, sort_keys=False)
@@ -323,7 +359,77 @@ def show(env: Env) -> None:
         print(f"      {line}", flush=True)
 
 
+def infer_doc(sample: list[list[float]]) -> dict[str, Any]:
+    return {
+        "id": "demo",
+        "inputs": [
+            {
+                "name": "X",
+                "shape": [len(sample), len(sample[0])],
+                "datatype": "FP32",
+                "data": sample,
+            }
+        ],
+    }
+
+
+def show_prediction(body: dict[str, Any], truth: list[int]) -> None:
+    outputs = {o["name"]: o for o in body.get("outputs", [])}
+    labels = outputs.get("label", {}).get("data", [])
+    proba = outputs.get("probabilities", {}).get("data", [])
+    names = {0: "malignant", 1: "benign"}
+    for row, label in enumerate(labels):
+        p = proba[2 * row + int(label)] if len(proba) >= 2 * (row + 1) else None
+        conf = f" (p={p:.3f})" if p is not None else ""
+        info(
+            f"sample {row}: predicted {names.get(int(label), label)}{conf}, actual {names.get(int(truth[row]), truth[row])}"
+        )
+    info(f"served by model {body.get('model_name')} version {body.get('model_version')}")
+
+
+def predict_through_service(env: Env, sample: list[list[float]], truth: list[int]) -> None:
+    """Through the stable Service's ClusterIP, from this host (kube-proxy routes it to the pod)."""
+    svc = env.kubectl_json("get", "service", MODEL, namespace=env.namespace)
+    ip = svc["spec"]["clusterIP"]
+    pods = env.kubectl_json(
+        "get", "pods", "-l", f"modelreg.dev/model={MODEL},modelreg.dev/version=2",
+        namespace=env.namespace,
+    )["items"]  # fmt: skip
+    for pod in pods:
+        info(
+            f"pod {pod['metadata']['name']} on node {pod['spec'].get('nodeName')}, IP {pod['status'].get('podIP')}, "
+            f"ready={all(c.get('ready') for c in pod['status'].get('containerStatuses', []))}"
+        )
+    url = f"http://{ip}/v2/models/{MODEL}/infer"
+    print(f"    $ curl -s -X POST {url} -d '{{\"inputs\": [...3 rows...]}}'", flush=True)
+    body: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while True:
+        conn = http.client.HTTPConnection(ip, 80, timeout=10)
+        try:
+            conn.request("POST", f"/v2/models/{MODEL}/infer", json.dumps(infer_doc(sample)),
+                         {"Content-Type": "application/json"})  # fmt: skip
+            r = conn.getresponse()
+            data = r.read()
+            if r.status == 200:
+                body = json.loads(data)
+                break
+            problem = f"HTTP {r.status}: {data[:200]!r}"
+        except OSError as e:
+            problem = str(e)
+        finally:
+            conn.close()
+        if time.monotonic() > deadline:
+            raise DemoError(f"no prediction through the Service {ip}:80: {problem}")
+        time.sleep(1)
+    show_prediction(body, truth)
+
+
 def predict(env: Env, sample: list[list[float]], truth: list[int]) -> None:
+    if env.real_node:
+        predict_through_service(env, sample, truth)
+        return
+    info("no real node: running the Deployment's container here as a local process (pod emulation)")
     mv = env.kubectl_json("get", "mv", f"{MODEL}-v2", namespace=env.namespace)
     deployment_name = (mv.get("status", {}).get("serving") or {}).get("deployment") or f"{MODEL}-v2"
     deployment = env.kubectl_json("get", "deployment", deployment_name, namespace=env.namespace)
@@ -347,32 +453,12 @@ def predict(env: Env, sample: list[list[float]], truth: list[int]) -> None:
         info(
             f"ready: {meta.get('name')} version {meta.get('versions', ['?'])} platform {meta.get('platform', '?')}"
         )
-        doc = {
-            "id": "demo",
-            "inputs": [
-                {
-                    "name": "X",
-                    "shape": [len(sample), len(sample[0])],
-                    "datatype": "FP32",
-                    "data": sample,
-                }
-            ],
-        }
+        doc = infer_doc(sample)
         print(
             f"    $ curl -s -X POST {pod.base_url}/v2/models/{name}/infer -d '{{\"inputs\": [...3 rows...]}}'"
         )
         body = pod.post_json(f"/v2/models/{name}/infer", doc)
-        outputs = {o["name"]: o for o in body.get("outputs", [])}
-        labels = outputs.get("label", {}).get("data", [])
-        proba = outputs.get("probabilities", {}).get("data", [])
-        names = {0: "malignant", 1: "benign"}
-        for row, label in enumerate(labels):
-            p = proba[2 * row + int(label)] if len(proba) >= 2 * (row + 1) else None
-            conf = f" (p={p:.3f})" if p is not None else ""
-            info(
-                f"sample {row}: predicted {names.get(int(label), label)}{conf}, actual {names.get(int(truth[row]), truth[row])}"
-            )
-        info(f"served by model {body.get('model_name')} version {body.get('model_version')}")
+        show_prediction(body, truth)
 
 
 def next_steps(env: Env, stopped: bool) -> None:
@@ -421,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             s3=read_env_file(DEV / "s3.env"),
             namespace=args.namespace,
         )
+        env.real_node = real_node(env)
         install_crds(env)
         reset_namespace(env)
 
@@ -444,7 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         step(6, "the Model and its versions")
         show(env)
 
-        step(7, "a prediction from the served version (pod emulation of its Deployment)")
+        where = "a real pod, through the Service" if env.real_node else "pod emulation"
+        step(7, f"a prediction from the served version ({where})")
         predict(env, sample["sample"], sample["truth"])
 
         if args.stop:

@@ -122,7 +122,7 @@ start_s3() {
   else
     ak="modelreg$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     sk="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    umask 077; printf 'AK=%s\nSK=%s\n' "$ak" "$sk" >"$s3dir/credentials"
+    (umask 077; printf 'AK=%s\nSK=%s\n' "$ak" "$sk" >"$s3dir/credentials")
   fi
   # Credentials go through the environment, not argv, so `ps` does not show them.
   ROOT_ACCESS_KEY="$ak" ROOT_SECRET_KEY="$sk" VGW_PORT="127.0.0.1:$port" VGW_REGION=us-east-1 \
@@ -133,7 +133,9 @@ start_s3() {
   # tools/node.sh forwards to this loopback port (the host reaches that address as well).
   local host=127.0.0.1
   [ ! -f "$dev/node-mode" ] || host=$("$here/node.sh" ip)
-  umask 077
+  # Only this file is private: a umask set for the whole script would reach the daemons started
+  # after it (containerd would unpack image layers that no non-root container can read).
+  (umask 077
   cat >"$dev/s3.env" <<EOF
 MODELREG_S3_ENDPOINT=http://$host:$port
 MODELREG_S3_BUCKET=models
@@ -141,6 +143,7 @@ AWS_ACCESS_KEY_ID=$ak
 AWS_SECRET_ACCESS_KEY=$sk
 AWS_REGION=us-east-1
 EOF
+  )
   for _ in $(seq 100); do
     if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port"; then break; fi
     s3_alive || die "the S3 server exited at start; see $s3dir/log: $(tail -n 3 "$s3dir/log" 2>/dev/null)"
@@ -188,6 +191,14 @@ EOF
   fi
   cat >>"$dev/kwokctl.yaml" <<EOF
 componentsPatches:
+  # kwokctl's binary runtime has kwok manage every node; the real node must be left to its kubelet
+  # (kwok would mark its pods Ready before they are). Nodes made by kwokctl carry this annotation.
+  - name: kwok-controller
+    extraArgs:
+      - key: manage-all-nodes
+        value: "false"
+      - key: manage-nodes-with-annotation-selector
+        value: kwok.x-k8s.io/node=fake
   # The default Service range is a /24: 254 ClusterIPs for every test and benchmark together.
   - name: kube-apiserver
     extraArgs:
@@ -204,6 +215,9 @@ EOF
         value: $pki/admin.crt
       - key: kubelet-client-key
         value: $pki/admin.key
+      # The node's name resolves nowhere: reach the kubelet at its InternalIP (the bridge address).
+      - key: kubelet-preferred-address-types
+        value: InternalIP
 EOF
   fi
   # Metadata-level audit of modelreg's own calls: the benchmarks count API requests per version.

@@ -32,13 +32,13 @@ state() {
   ls -d /run/containerd /var/lib/cni /var/log/containers /var/log/pods 2>/dev/null || true
   echo "## listeners"
   ss -ltnH | awk '{print $4}' | sort -u
+  # Live processes only: nobody reaps orphans in this sandbox, so a stopped daemon may linger as a
+  # zombie, which holds nothing.
   echo "## processes"
-  pgrep -a -f "$repo/.dev" | grep -v -e hostcheck -e pgrep | awk '{$1=""; print}' | sort || true
-  local p
-  for p in kubelet kube-proxy containerd containerd-shim-runc-v2 socat versitygw kube-apiserver etcd; do
-    pgrep -x "$p" >/dev/null 2>&1 && echo "running: $p"
-  done
-  return 0
+  ps -eo stat=,args= | awk -v d="$repo/.dev" '$1 !~ /^Z/ && index($0, d) && !/hostcheck|awk/ {$1=""; print}' | sort
+  ps -eo stat=,comm= | awk '$1 !~ /^Z/ {print $2}' |
+    grep -x -E 'kubelet|kube-proxy|containerd|containerd-shim|containerd-shim-runc-v2|socat|versitygw|kube-apiserver|kube-controller|kube-scheduler|etcd|kwok|kwok-controller|runc' |
+    sort | sed 's/^/running: /' || true
 }
 
 case ${1:-} in

@@ -16,6 +16,9 @@
 # on the bridge address at the same port makes them reachable from pods. Every registry resolves to
 # a dead loopback port, so no pull can leave the machine.
 set -euo pipefail
+# What containerd unpacks and the kubelet writes must be readable by the containers' own users,
+# whatever umask the caller had.
+umask 022
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 # shellcheck source=/dev/null

@@ -1,0 +1,449 @@
+"""The product on a real node, installed as users install it (see conftest.py).
+
+- The operator pod runs in-cluster under its ServiceAccount in a restricted namespace.
+- A version applied with kubectl is verified, rolled out on the real node (the serving pod pulls
+  its artifact from the S3 server, verifies it and passes real probes) and answers an OIP v2
+  prediction through the stable Service's ClusterIP equal to onnxruntime's on the same input.
+- Blue/green under load: 10 promotions and 2 rollbacks while a bounded load generator sends
+  requests through the Service, each on a new connection, and not one fails; then a version whose
+  artifact passes verification but crashes the runtime ends Failed and the old one keeps serving.
+- The operator pod force-deleted mid-promotion comes back and converges with no duplicate Events.
+- The operator's ServiceAccount gets 403 for Secrets outside its namespaces, from inside its pod.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import threading
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from skl2onnx import to_onnx  # type: ignore[import-untyped]
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+
+from modelreg import Client
+from tests.e2e.helpers import DEV, REPO, S3, Kubectl, wait_for
+from tests.e2e.real.conftest import ON_REAL_NODE, Release, record
+from tests.e2e.registry import Registry
+
+
+@dataclass(frozen=True)
+class Onnx:
+    data: bytes
+    sample: np.ndarray
+
+    def expected(self) -> dict[str, np.ndarray]:
+        path = DEV / "measurements" / "model.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.data)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(None, {"X": self.sample}), strict=True))
+
+    def request(self) -> bytes:
+        doc = {
+            "inputs": [
+                {
+                    "name": "X",
+                    "shape": list(self.sample.shape),
+                    "datatype": "FP32",
+                    "data": self.sample.ravel().tolist(),
+                }
+            ]
+        }
+        return json.dumps(doc).encode()
+
+
+@pytest.fixture(scope="module")
+def onnx_model() -> Onnx:
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = LogisticRegression(max_iter=300).fit(X, y)
+    onx = to_onnx(est, X[:1], options={LogisticRegression: {"zipmap": False}}, target_opset=17)
+    return Onnx(data=onx.SerializeToString(), sample=X[:4])
+
+
+@pytest.fixture(scope="module")
+def apps(release: Release, kubectl: Kubectl, node_s3: S3) -> Registry:
+    kubectl(
+        "-n", release.apps, "create", "secret", "generic", "s3-credentials",
+        f"--from-literal=AWS_ACCESS_KEY_ID={node_s3.access_key_id}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={node_s3.secret_access_key}",
+    )  # fmt: skip
+    return Registry(kubectl=kubectl, namespace=release.apps, s3=node_s3, secret="s3-credentials")
+
+
+def serving(**extra: Any) -> dict[str, Any]:
+    return {"replicas": 1, **ON_REAL_NODE, **extra}
+
+
+def cluster_ip(kubectl: Kubectl, namespace: str, service: str) -> str:
+    svc = kubectl.get("service", service, namespace)
+    assert svc is not None, f"no Service {namespace}/{service}"
+    return str(svc["spec"]["clusterIP"])
+
+
+def infer(host: str, model: str, body: bytes, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection(host, 80, timeout=timeout)
+    try:
+        conn.request(
+            "POST",
+            f"/v2/models/{model}/infer",
+            body,
+            {"Content-Type": "application/json", "Connection": "close"},
+        )
+        r = conn.getresponse()
+        data = r.read()
+    finally:
+        conn.close()
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = {"raw": data[:300].decode(errors="replace")}
+    return r.status, doc
+
+
+def matches(doc: dict[str, Any], expected: dict[str, np.ndarray]) -> bool:
+    outputs = {o["name"]: o for o in doc.get("outputs", [])}
+    if set(outputs) != set(expected):
+        return False
+    for name, want in expected.items():
+        got = np.asarray(outputs[name]["data"]).reshape(want.shape)
+        if not np.allclose(got, want, rtol=1e-5, atol=1e-6):
+            return False
+    return True
+
+
+@dataclass
+class Load:
+    """A bounded load generator: each request on a new connection to the Service's ClusterIP."""
+
+    host: str
+    model: str
+    body: bytes
+    expected: dict[str, np.ndarray]
+    threads: int = 3
+    max_requests: int = 60_000
+    max_seconds: float = 900.0
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    versions: Counter[str] = field(default_factory=Counter)
+    last_version: str = ""
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.ok + len(self.failures)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self.total >= self.max_requests:
+                    return
+            try:
+                status, doc = infer(self.host, self.model, self.body, timeout=5)
+                good = status == 200 and matches(doc, self.expected)
+                error = "" if good else f"HTTP {status}: {json.dumps(doc)[:300]}"
+            except (OSError, http.client.HTTPException) as e:
+                good, doc, error = False, {}, f"{type(e).__name__}: {e}"
+            with self._lock:
+                if good:
+                    self.ok += 1
+                    self.last_version = str(doc.get("model_version"))
+                    self.versions[self.last_version] += 1
+                else:
+                    self.failures.append(f"{time.strftime('%H:%M:%S')} {error}")
+            time.sleep(0.002)
+
+    def start(self) -> Load:
+        for i in range(self.threads):
+            t = threading.Thread(target=self._run, name=f"load-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=30)
+
+    def wait_serving(self, version: int, timeout: float = 60) -> None:
+        wait_for(
+            lambda: self.last_version == str(version),
+            timeout=timeout,
+            what=f"the load generator's answers to come from version {version}",
+        )
+
+
+def ready_serving_pods(
+    kubectl: Kubectl, namespace: str, model: str, n: int
+) -> list[dict[str, Any]]:
+    pods = kubectl.items("pods", namespace, f"modelreg.dev/model={model},modelreg.dev/version={n}")
+    out = []
+    for p in pods:
+        statuses = p["status"].get("containerStatuses") or []
+        if (
+            p["spec"].get("nodeName") == "modelreg-node"
+            and statuses
+            and all(s.get("ready") for s in statuses)
+        ):
+            out.append(p)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def test_operator_runs_in_cluster_under_its_service_account(
+    release: Release, kubectl: Kubectl
+) -> None:
+    pod = release.operator_pod()
+    spec: dict[str, Any] = pod["spec"]  # type: ignore[assignment]
+    assert spec["nodeName"] == "modelreg-node", "the operator pod must run on the real node"
+    assert spec["serviceAccountName"] == release.fullname
+    (container,) = spec["containers"]
+    assert container["image"] == "ghcr.io/modelreg/modelreg:0.1.0"
+    assert container["command"] == ["python", "-m", "modelreg.controller"]
+    assert not spec.get("hostNetwork")
+    assert not any("hostPath" in v for v in spec.get("volumes", []))
+    status: dict[str, Any] = pod["status"]  # type: ignore[assignment]
+    assert all(s["ready"] for s in status["containerStatuses"])
+    # The namespace enforces "restricted": a privileged pod is refused there.
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "privileged", "namespace": release.system},
+        "spec": {
+            **ON_REAL_NODE,
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "ghcr.io/modelreg/modelreg:0.1.0",
+                    "securityContext": {"privileged": True},
+                }
+            ],
+        },
+    }
+    proc = kubectl.run("apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "violates PodSecurity" in proc.stderr, proc.stderr
+
+
+def test_kubectl_apply_to_a_correct_prediction_through_the_service(
+    release: Release, apps: Registry, kubectl: Kubectl, onnx_model: Onnx
+) -> None:
+    apps.model("iris", serving=serving())
+    uri, sha = apps.artifact("iris", 1, onnx_model.data)
+    expected = onnx_model.expected()
+    t0 = time.monotonic()
+    apps.version("iris", 1, "Production", uri=uri, sha256=sha)
+    status = apps.wait_phase("iris", 1, "Serving", timeout=180)
+    assert status["artifact"]["verified"] is True
+    pods = ready_serving_pods(kubectl, release.apps, "iris", 1)
+    assert len(pods) == 1, "the serving pod must be Ready on the real node"
+    assert pods[0]["status"]["containerStatuses"][0]["restartCount"] == 0
+    host = cluster_ip(kubectl, release.apps, "iris")
+
+    def correct() -> dict[str, Any] | None:
+        try:
+            code, doc = infer(host, "iris", onnx_model.request())
+        except OSError:
+            return None
+        return doc if code == 200 and matches(doc, expected) else None
+
+    doc = wait_for(correct, timeout=60, what="a correct prediction through the Service")
+    record("apply_to_first_prediction_seconds", time.monotonic() - t0)
+    assert doc["model_name"] == "iris"
+    assert str(doc["model_version"]) == "1"
+    # The operator in its pod did this: its log shows the reconcile, in-cluster.
+    assert "iris" in release.logs()
+
+
+@pytest.mark.timeout(1500)
+def test_blue_green_under_load_then_a_real_failed_rollout(
+    release: Release, apps: Registry, kubectl: Kubectl, onnx_model: Onnx
+) -> None:
+    model = "bluegreen"
+    apps.model(model, serving=serving(progressDeadlineSeconds=45))
+    client = Client(kubeconfig=kubectl.kubeconfig, namespace=release.apps)
+    for n in range(1, 12):
+        uri, sha = apps.artifact(model, n, onnx_model.data)
+        apps.version(model, n, "Production" if n == 1 else "None", uri=uri, sha256=sha)
+    apps.wait_phase(model, 1, "Serving", timeout=180)
+    host = cluster_ip(kubectl, release.apps, model)
+    load = Load(host, model, onnx_model.request(), onnx_model.expected()).start()
+    try:
+        load.wait_serving(1)
+        for n in range(2, 12):
+            client.promote(model, n, archive_previous=True, wait=True, timeout=180)
+            load.wait_serving(n)
+            # Drained: the old Deployment goes only after the Service's endpoints moved.
+            wait_for(
+                lambda n=n: set(apps.deployments(model)) == {f"{model}-v{n}"},
+                timeout=90,
+                what=f"only {model}-v{n}'s Deployment left",
+            )
+        for back_to in (10, 9):
+            client.rollback(model, wait=True, timeout=180)
+            load.wait_serving(back_to)
+        # A real failed rollout: the artifact passes verification (its sha256 is right) but it is
+        # not a model, so the runtime exits at load and the pod never becomes ready.
+        uri, sha = apps.artifact(model, 12, b"this is not an onnx model\n" * 64)
+        apps.version(model, 12, "Production", uri=uri, sha256=sha)
+        status = apps.wait_phase(model, 12, "Failed", timeout=240)
+        assert apps.status(model, 12)["artifact"]["verified"] is True
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert "progressDeadlineSeconds=45" in ready["message"], ready
+        assert apps.service_version(model) == "9"
+        assert apps.status(model, 9)["phase"] == "Serving"
+        time.sleep(3)  # answers keep coming from the version that still serves
+        assert load.last_version == "9"
+    finally:
+        load.stop()
+    print(
+        f"load: {load.total} requests, {len(load.failures)} failed, by version {dict(load.versions)}"
+    )
+    record("load_requests", load.total)
+    record("load_failed", len(load.failures))
+    assert not load.failures, (
+        f"{len(load.failures)} of {load.total} requests failed: {load.failures[:10]}"
+    )
+    assert load.total >= 2000, f"only {load.total} requests were sent"
+    assert {str(n) for n in range(1, 12)} <= set(load.versions), dict(load.versions)
+
+
+def test_operator_pod_force_deleted_mid_promotion_converges(
+    release: Release, apps: Registry, kubectl: Kubectl, onnx_model: Onnx
+) -> None:
+    model = "killed"
+    apps.model(model, serving=serving())
+    for n in (1, 2):
+        uri, sha = apps.artifact(model, n, onnx_model.data)
+        apps.version(model, n, "Production" if n == 1 else "None", uri=uri, sha256=sha)
+    apps.wait_phase(model, 1, "Serving", timeout=180)
+    apps.stage(model, 2, "Production")
+    wait_for(lambda: f"{model}-v2" in apps.deployments(model), timeout=60, what="v2's Deployment")
+    old = release.operator_pod()["metadata"]["name"]  # type: ignore[index]
+    kubectl("-n", release.system, "delete", "pod", old, "--force", "--grace-period=0")
+    new = wait_for(
+        lambda: (name := release.operator_ready()) and name != old and name,
+        timeout=180,
+        what="a new operator pod Ready",
+    )
+    assert new != old
+    apps.wait_phase(model, 2, "Serving", timeout=180)
+    wait_for(
+        lambda: set(apps.deployments(model)) == {f"{model}-v2"}, timeout=90, what="one Deployment"
+    )
+    assert apps.service_version(model) == "2"
+    time.sleep(5)  # let a late duplicate show up if there is one
+    seen: Counter[tuple[str, str, str]] = Counter()
+    for name in (f"{model}-v1", f"{model}-v2", model):
+        for e in apps.events(name):
+            seen[(name, e["reason"], e["message"])] += int(e.get("count") or 1)
+    dupes = {k: v for k, v in seen.items() if v > 1}
+    assert not dupes, f"duplicate Events after the operator pod restarted: {dupes}"
+
+
+def test_operator_service_account_cannot_read_secrets_elsewhere(
+    release: Release, apps: Registry, kubectl: Kubectl
+) -> None:
+    elsewhere = f"{release.apps}-other"
+    kubectl("create", "namespace", elsewhere)
+    try:
+        kubectl("-n", elsewhere, "create", "secret", "generic", "private", "--from-literal=k=v")
+        probe = (
+            "from kubernetes import client, config\n"
+            "config.load_incluster_config()\n"
+            "api = client.CoreV1Api()\n"
+            f"for ns, name in (({release.apps!r}, 's3-credentials'), ({elsewhere!r}, 'private')):\n"
+            "    try:\n"
+            "        api.read_namespaced_secret(name, ns)\n"
+            "        print(ns, 200)\n"
+            "    except client.ApiException as e:\n"
+            "        print(ns, e.status)\n"
+        )
+        pod = release.operator_pod()["metadata"]["name"]  # type: ignore[index]
+        out = kubectl("-n", release.system, "exec", pod, "--", "python", "-c", probe)
+        results = dict(line.split() for line in out.strip().splitlines())
+        # Its own watch namespace: allowed (the control that shows the probe can succeed).
+        assert results[release.apps] == "200", out
+        assert results[elsewhere] == "403", out
+    finally:
+        kubectl("delete", "namespace", elsewhere, "--wait=false", "--ignore-not-found")
+
+
+OURS = (
+    "kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok", "versitygw", "socat",
+    "containerd", "kubelet", "kube-proxy", "python",
+)  # fmt: skip
+
+
+def test_no_listener_outside_loopback_and_the_bridge(real_node: str) -> None:
+    """Every TCP listener of the environment is on 127.0.0.1 or the node's bridge address."""
+    ip = subprocess.run(
+        ["bash", str(REPO / "tools" / "node.sh"), "ip"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    bad, seen_bridge = [], False
+    for line in out.splitlines():
+        cols = line.split()
+        addr = cols[3].rsplit(":", 1)[0].strip("[]")
+        procs = cols[5] if len(cols) > 5 else ""
+        if not any(f'(("{name}' in procs for name in OURS):
+            continue  # not this environment's (the machine's own services)
+        seen_bridge |= addr == ip
+        if addr != ip and not addr.startswith("127.") and addr != "::1":
+            bad.append(line)
+    assert not bad, "listeners outside loopback and the bridge address:\n" + "\n".join(bad)
+    assert seen_bridge, f"nothing listens on the bridge address {ip}:\n{out}"
+
+
+def test_a_pull_never_leaves_the_machine(release: Release, kubectl: Kubectl) -> None:
+    """An image the node does not have fails at once: every registry is a dead loopback port."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "pull", "namespace": release.apps},
+        "spec": {
+            **ON_REAL_NODE,
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "docker.io/library/busybox:1.36",
+                    "imagePullPolicy": "Always",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "runAsUser": 1000,
+                    },
+                }
+            ],
+        },
+    }
+    kubectl.apply(pod)
+
+    def pull_failed() -> str | None:
+        for e in kubectl.items("events", release.apps):
+            if e["involvedObject"].get("name") == "pull" and e["reason"] == "Failed":
+                return str(e["message"])
+        return None
+
+    message = wait_for(pull_failed, timeout=60, what="the pull of an absent image to fail")
+    assert "127.0.0.1:9" in message, message
+    kubectl("-n", release.apps, "delete", "pod", "pull", "--wait=false")
