@@ -120,6 +120,10 @@ def phase(p: Plan, name: str) -> tuple[Phase | None, Stage | None]:
     return st.phase, st.stage
 
 
+def ready_message(p: Plan, name: str) -> str:
+    return next(c for c in p.version_status[name].conditions if c.type == "Ready").message
+
+
 def ready(p: Plan, name: str) -> tuple[str, str]:
     c = next(c for c in p.version_status[name].conditions if c.type == "Ready")
     return c.status, c.reason
@@ -180,6 +184,14 @@ def test_first_promotion_creates_deployment_but_no_service_until_available() -> 
         naming.MODEL_LABEL: "m",
         naming.VERSION_LABEL: "1",
     }
+    # The Service exists from this pass on, but it has no endpoints yet: not Serving.
+    assert phase(p, "m-v1")[0] is Phase.ROLLING
+    assert p.model_status is not None
+    assert p.model_status.production_version is None
+    p = run([version(1, "Production")], deployments=[dep(1)], service=svc(1, endpoints=()))
+    assert phase(p, "m-v1")[0] is Phase.ROLLING
+    assert "waiting until its endpoints" in ready_message(p, "m-v1")
+    p = run([version(1, "Production")], deployments=[dep(1)], service=svc(1))
     assert phase(p, "m-v1") == (Phase.SERVING, Stage.PRODUCTION)
     assert p.model_status is not None
     assert p.model_status.production_version == 1
@@ -187,7 +199,8 @@ def test_first_promotion_creates_deployment_but_no_service_until_available() -> 
 
 
 def test_blue_green_switch_waits_for_available_then_removes_old() -> None:
-    vs = [version(1, "Production"), version(2, "Production")]
+    serving = {"phase": "Serving", "stage": "Production"}
+    vs = [version(1, "Production", status=serving), version(2, "Production")]
     p = run(vs, deployments=[dep(1), dep(2, available=False)], service=svc(1))
     assert p.serving_version == 1
     assert p.apply_service is None
@@ -198,17 +211,21 @@ def test_blue_green_switch_waits_for_available_then_removes_old() -> None:
     assert p.serving_version == 2
     assert p.apply_service is not None
     assert p.apply_service["spec"]["selector"][naming.VERSION_LABEL] == "2"
-    # The old Deployment stays while the Service's endpoints still lead to its pods.
+    # The old Deployment stays, and keeps its status, while the Service's endpoints still lead to
+    # its pods: requests still go there.
     assert p.delete_deployments == []
-    assert phase(p, "m-v2") == (Phase.SERVING, Stage.PRODUCTION)
-    assert phase(p, "m-v1") == (Phase.SUPERSEDED, Stage.NONE)
-    assert any(e.type == "Warning" and e.name == "m-v1" for e in p.events)
+    assert phase(p, "m-v1") == (Phase.SERVING, Stage.PRODUCTION)
+    assert phase(p, "m-v2")[0] is Phase.ROLLING
     p = run(vs, deployments=[dep(1), dep(2)], service=svc(2, endpoints=(1, 2)))
     assert p.delete_deployments == []
+    assert phase(p, "m-v2")[0] is Phase.ROLLING
     p = run(vs, deployments=[dep(1), dep(2)], service=svc(2, endpoints=()))
     assert p.delete_deployments == []  # no ready endpoint at all: nothing has moved yet
     p = run(vs, deployments=[dep(1), dep(2)], service=svc(2))
     assert p.delete_deployments == ["m-v1"]
+    assert phase(p, "m-v2") == (Phase.SERVING, Stage.PRODUCTION)
+    assert phase(p, "m-v1") == (Phase.SUPERSEDED, Stage.NONE)
+    assert any(e.type == "Warning" and e.name == "m-v1" for e in p.events)
 
 
 def test_missed_deadline_fails_new_version_and_old_keeps_serving() -> None:

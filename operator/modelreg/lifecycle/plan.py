@@ -287,6 +287,17 @@ def plan(
             continue
         out.delete_deployments.append(dep.name)
 
+    # Who the statuses say serves: the version the Service's endpoints lead to. Right after a switch
+    # (or the Service's creation) kube-proxy still sends requests to the old pods (or refuses them),
+    # so the new version is Serving only once the endpoints are all its pods; until then the
+    # version that served keeps that status, and `promote --wait` returns when traffic has moved.
+    shown = serving
+    if serving is not None and not drained:
+        holders = [
+            v.n for v in views.values() if v.mv.status.phase is Phase.SERVING and v.n in deps
+        ]
+        shown = serving if serving in holders else max(holders, default=None)
+
     if model is not None and serving is not None:
         svc = builders.build_service(model, serving)
         if service is None or service.spec_hash != svc["metadata"]["annotations"][naming.SPEC_HASH]:
@@ -298,7 +309,8 @@ def plan(
         status, events = _version_status(
             v,
             model=model,
-            serving=serving,
+            serving=shown,
+            switching=v.n == serving and serving != shown,
             candidate=candidate.n if candidate else None,
             failed_message=failed_now.get(v.n),
             deployment=deps.get(v.n),
@@ -313,7 +325,7 @@ def plan(
 
     if model is not None:
         out.model_status, model_events = _model_status(
-            model, list(views.values()), serving, candidate, namespace, now, cluster_domain
+            model, list(views.values()), shown, candidate, namespace, now, cluster_domain
         )
         out.events.extend(model_events)
     return out
@@ -324,6 +336,7 @@ def _version_status(
     *,
     model: Model | None,
     serving: int | None,
+    switching: bool,
     candidate: int | None,
     failed_message: str | None,
     deployment: DeploymentState | None,
@@ -404,7 +417,12 @@ def _version_status(
     elif v.n == candidate:
         stage, phase, ready = resting, Phase.ROLLING, False
         reason = "Rolling"
-        message = "rolling out the serving Deployment; the Service switches when it is Available"
+        message = (
+            "the Service selects this version; waiting until its endpoints lead only to this "
+            "version's ready pods"
+            if switching
+            else "rolling out the serving Deployment; the Service switches when it is Available"
+        )
     else:
         stage, phase, ready = Stage.NONE, Phase.SUPERSEDED, True
         reason = "Superseded"

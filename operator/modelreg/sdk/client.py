@@ -978,17 +978,22 @@ def _describe(mv: ModelVersion) -> str:
 
 
 def _previous_production(versions: list[ModelVersion], current: int) -> ModelVersion | None:
-    """The version (other than `current`) whose history shows it in Production most recently."""
-    best: tuple[str, int] | None = None
-    chosen: ModelVersion | None = None
-    for mv in versions:
-        if mv.spec.version == current:
-            continue
-        times = [h.at for h in mv.status.history if h.stage == Stage.PRODUCTION]
-        if times and (best is None or (max(times), mv.spec.version) > best):
-            best = (max(times), mv.spec.version)
-            chosen = mv
-    return chosen
+    """The version that served most recently before `current`: among the older versions when one
+    of them has held Production (a rollback goes back, so rolling back twice from v11 lands on v9,
+    not on the v11 just rolled back), else among the others."""
+    older = [mv for mv in versions if mv.spec.version < current]
+    newer = [mv for mv in versions if mv.spec.version > current]
+    for pool in (older, newer):
+        best: tuple[str, int] | None = None
+        chosen: ModelVersion | None = None
+        for mv in pool:
+            times = [h.at for h in mv.status.history if h.stage == Stage.PRODUCTION]
+            if times and (best is None or (max(times), mv.spec.version) > best):
+                best = (max(times), mv.spec.version)
+                chosen = mv
+        if chosen is not None:
+            return chosen
+    return None
 
 
 def _validation_message(e: ValidationError) -> str:

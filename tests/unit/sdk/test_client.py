@@ -472,6 +472,31 @@ def test_rollback_reasks_the_previous_production_version(artifact: Path) -> None
     assert kube.mv("credit-v2")["spec"]["stage"] == "Production"
 
 
+def test_rolling_back_twice_goes_further_back_not_to_the_version_just_rolled_back(
+    artifact: Path,
+) -> None:
+    client, kube, _, _ = standard()
+    for _ in range(3):
+        client.register("credit", artifact)
+    kube.objects[("models", NS, "credit")]["status"] = {"productionVersion": 2}
+    kube.mv("credit-v2")["spec"]["stage"] = "Production"
+    kube.mv("credit-v1")["spec"]["stage"] = "Archived"
+    kube.mv("credit-v3")["spec"]["stage"] = "Archived"
+    # v1 served, then v2, then v3; v3 was rolled back to v2, which serves again.
+    kube.set_status("credit-v1", history=[{"stage": "Production", "at": "2026-01-01T00:00:01Z"}])
+    kube.set_status("credit-v2", history=[{"stage": "Production", "at": "2026-01-01T00:00:09Z"}])
+    kube.set_status(
+        "credit-v3",
+        history=[
+            {"stage": "Production", "at": "2026-01-01T00:00:05Z"},
+            {"stage": "Archived", "at": "2026-01-01T00:00:08Z"},
+        ],
+    )
+    r = client.rollback("credit")
+    assert (r.archived, r.target) == ("credit-v2", "credit-v1")
+    assert kube.mv("credit-v1")["spec"]["stage"] == "Production"
+
+
 def test_rollback_with_nothing_to_fall_back_on(artifact: Path) -> None:
     client, kube, _, _ = standard()
     with pytest.raises(errors.NothingToRollBack, match="no version of 'credit' is serving"):
