@@ -26,6 +26,7 @@ tools: ## build the pinned control-plane tools (only what is missing) and link t
 	@tools/build.sh
 
 image: ## build the one image with no registry (cached by content), export an OCI archive + SBOM to .dev/images/, import it into the real node's containerd
+	@tools/node.sh deps
 	@tools/image.sh all
 
 image-build: ## build and export the image only (no import)

@@ -56,9 +56,15 @@ alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && running "$p"; }
 declare -A debs=([runc]=runc [nft]=nftables [iptables]=iptables [socat]=socat [conntrack]=conntrack
   [openssl]=openssl [ip]=iproute2)
 
-missing_debs() {
+# ... and those that build its image with no registry (tools/image.sh), installed by `deps` too.
+declare -A image_debs=([buildah]=buildah [mmdebstrap]=mmdebstrap)
+
+missing_debs() { # [image]: also the image builder's
   local c out=()
   for c in "${!debs[@]}"; do command -v "$c" >/dev/null 2>&1 || out+=("${debs[$c]}"); done
+  if [ "${1:-}" = image ]; then
+    for c in "${!image_debs[@]}"; do command -v "$c" >/dev/null 2>&1 || out+=("${image_debs[$c]}"); done
+  fi
   echo "${out[*]}"
 }
 
@@ -77,9 +83,10 @@ why_not() {
   return 0
 }
 
-# Install the missing Debian packages (as root with apt-get), saying so; otherwise say what to run.
+# Install the missing Debian packages of the node and of the image build (as root with apt-get),
+# saying so; otherwise say what to run.
 deps() {
-  local m; m=$(missing_debs)
+  local m; m=$(missing_debs image)
   [ -n "$m" ] || return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing the Debian packages the real node needs: $m"
@@ -111,6 +118,11 @@ net_up() {
   local ip; ip=$(node_ip)
   save_once "$node/saved/ip_forward" cat /proc/sys/net/ipv4/ip_forward
   save_once "$node/saved/ruleset.nft" nft list ruleset
+  # System paths the runtime cannot move: removed on `down` only if they were not there before.
+  local d
+  for d in /run/containerd /var/lib/cni /var/log/containers /var/log/pods; do
+    [ -e "$node/saved/had$(echo "$d" | tr / _)" ] || [ ! -e "$d" ] || : >"$node/saved/had$(echo "$d" | tr / _)"
+  done
   if [ -f /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
     save_once "$node/saved/bridge-nf-call-iptables" cat /proc/sys/net/bridge/bridge-nf-call-iptables
   fi
@@ -430,10 +442,14 @@ down() {
   for f in /sys/fs/cgroup/*/kubepods; do
     [ -d "$f" ] && find "$f" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  # Paths the runtime cannot move out of system directories.
-  rm -rf /run/containerd /var/lib/cni
-  rm -f /var/log/containers/*_*_*.log 2>/dev/null || true
-  rmdir /var/log/containers /var/log/pods 2>/dev/null || true
+  # Paths the runtime cannot move out of system directories, unless they were there before.
+  local d
+  for d in /run/containerd /var/lib/cni; do
+    [ -e "$node/saved/had$(echo "$d" | tr / _)" ] || rm -rf "$d"
+  done
+  for d in /var/log/containers /var/log/pods; do
+    [ -e "$node/saved/had$(echo "$d" | tr / _)" ] || rm -rf "$d"
+  done
   # Rules: the machine's own ruleset as it was before the node's first start.
   if [ -f "$node/saved/ruleset.nft" ] && command -v nft >/dev/null 2>&1; then
     nft flush ruleset
@@ -441,7 +457,11 @@ down() {
   fi
   [ ! -f "$node/saved/ip_forward" ] || cat "$node/saved/ip_forward" >/proc/sys/net/ipv4/ip_forward
   [ ! -f "$node/saved/bridge-nf-call-iptables" ] || cat "$node/saved/bridge-nf-call-iptables" >/proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || true
-  rm -rf "$node"
+  if ! rm -rf "$node" 2>/dev/null; then
+    # A mount that was still busy a moment ago (a dying container's): once more, then say which.
+    sleep 1; kill_pods; unmount_all
+    rm -rf "$node" || die "could not remove $node; still mounted: $(findmnt -rn -o TARGET | grep -F "$node" | tr '\n' ' ')"
+  fi
   [ $any = 0 ] || say "stopped the real node and removed its state in $(elapsed)"
 }
 
