@@ -320,7 +320,8 @@ up() {
 down() {
   local any=0
   # The node first: its pods and kubelet still talk to the API server while they stop.
-  if [ -d "$dev/node" ]; then any=1; "$here/node.sh" down; fi
+  local node_failed=0
+  if [ -d "$dev/node" ]; then any=1; "$here/node.sh" down || node_failed=1; fi
   rm -f "$dev/node-mode" "$dev/no-node-reason"
   if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
     any=1
@@ -346,6 +347,7 @@ down() {
   fi
   rm -f "$dev/s3.env"
   [ $any = 1 ] || say "nothing was running"
+  [ $node_failed = 0 ] || die "the real node did not come down cleanly (see above); run 'make cluster-down' again"
   say "down in $(elapsed)"
 }
 

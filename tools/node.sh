@@ -106,34 +106,36 @@ check() {
 
 # --- network --------------------------------------------------------------------------------------
 
-save_once() { # file command... : record the machine's state before the node's first change
-  [ -f "$1" ] && return 0
-  local f=$1; shift
-  "$@" >"$f.tmp" && mv "$f.tmp" "$f"
-}
 
 net_up() {
   local r; r=$(why_not); [ -z "$r" ] || die "$r"
-  mkdir -p "$node/saved" "$node/pids" "$node/logs"
   local ip; ip=$(node_ip)
-  save_once "$node/saved/ip_forward" cat /proc/sys/net/ipv4/ip_forward
-  save_once "$node/saved/ruleset.nft" nft list ruleset
-  # System paths the runtime cannot move: removed on `down` only if they were not there before.
-  local d
-  for d in /run/containerd /var/lib/cni /var/log/containers /var/log/pods; do
-    [ -e "$node/saved/had$(echo "$d" | tr / _)" ] || [ ! -e "$d" ] || : >"$node/saved/had$(echo "$d" | tr / _)"
-  done
-  if [ -f /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
-    save_once "$node/saved/bridge-nf-call-iptables" cat /proc/sys/net/bridge/bridge-nf-call-iptables
-  fi
   if ! ip link show "$bridge" >/dev/null 2>&1; then
-    # The address (or a route over its range) must not belong to anything else on the machine.
+    # The address (or a route over its range) must not belong to anything else on the machine:
+    # checked before anything is recorded or changed.
     if ip -o addr show | grep -qw "inet $ip"; then
       die "the bridge address $ip is already in use on $(ip -o addr show | grep -w "inet $ip" | awk '{print $2}'): set MODELREG_NODE_CIDR to a free range"
     fi
     if ip route show "$cidr" | grep -q .; then
       die "the pod range $cidr is already routed ($(ip route show "$cidr")): set MODELREG_NODE_CIDR to a free range"
     fi
+  fi
+  mkdir -p "$node/saved" "$node/pids" "$node/logs"
+  # The machine's state before the node's first change, recorded once: `down` restores it.
+  if [ ! -f "$node/saved/recorded" ]; then
+    cat /proc/sys/net/ipv4/ip_forward >"$node/saved/ip_forward"
+    nft list ruleset >"$node/saved/ruleset.nft"
+    if [ -f /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
+      cat /proc/sys/net/bridge/bridge-nf-call-iptables >"$node/saved/bridge-nf-call-iptables"
+    fi
+    # System paths the runtime cannot move: removed on `down` only if they were not there before.
+    local d
+    for d in /run/containerd /var/lib/cni /var/log/containers /var/log/pods; do
+      [ ! -e "$d" ] || : >"$node/saved/had$(echo "$d" | tr / _)"
+    done
+    : >"$node/saved/recorded"
+  fi
+  if ! ip link show "$bridge" >/dev/null 2>&1; then
     ip link add "$bridge" type bridge
     echo "$bridge" >"$node/saved/bridge"
     ip addr add "$ip/$(prefix_len)" dev "$bridge"
@@ -408,7 +410,9 @@ kill_pods() { # every process in a kubepods cgroup, then the shims
   local f p
   for f in /sys/fs/cgroup/*/kubepods; do
     [ -d "$f" ] || continue
-    find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | while read -r p; do kill -9 "$p" 2>/dev/null || true; done
+    # (cgroups vanish while we read them: a failing find is no error here)
+    { find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null || true; } | sort -u |
+      while read -r p; do kill -9 "$p" 2>/dev/null || true; done
   done
   pkill -9 -f "containerd-shim-runc-v2 .*-address $(containerd_sock)" 2>/dev/null || true
 }
@@ -417,7 +421,7 @@ unmount_all() { # everything mounted under the node's directories, deepest first
   local m
   findmnt -rn -o TARGET | awk -v a="$node" -v b=/run/containerd -v c=/run/netns \
     'index($0, a) == 1 || index($0, b) == 1 || index($0, c "/cni-") == 1' | sort -r |
-    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done || true
 }
 
 down() {

@@ -2,8 +2,9 @@
 
 The fixtures bring the environment up (the same `tools/cluster.sh up` that `make cluster-up` runs),
 so the script is told `--no-cluster-up`; every other step is the real one: CRDs, its own operator
-process, training, the CLI registering and promoting two versions, and pod emulation of the
-generated Deployment answering an inference request. It runs in a namespace of its own and stops
+process, training, the CLI registering and promoting two versions, and the served version's pod on
+the real node answering an inference request through the Service (pod emulation of the generated
+Deployment only where the cluster has no real node). It runs in a namespace of its own and stops
 its operator at the end (`--stop`).
 """
 
@@ -13,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 
 from tests.e2e.helpers import REPO, Kubectl
 
@@ -21,6 +23,7 @@ def test_make_demo_reaches_a_served_prediction(kubeconfig: str, kubectl: Kubectl
     namespace = f"e2e-demo-{secrets.token_hex(3)}"
     env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONPATH": f"{REPO / 'operator'}:{REPO}"}
     try:
+        t0 = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "demo", "--no-cluster-up", "--stop", "--namespace", namespace],
             cwd=REPO,
@@ -31,6 +34,7 @@ def test_make_demo_reaches_a_served_prediction(kubeconfig: str, kubectl: Kubectl
             check=False,
         )
         out = proc.stdout
+        print(f"demo: {time.monotonic() - t0:.1f}s")
         assert proc.returncode == 0, f"{out[-6000:]}\n{proc.stderr[-4000:]}"
         for n in range(1, 9):
             assert f"==> [{n}/8]" in out, f"step {n} missing:\n{out[-4000:]}"
@@ -39,6 +43,10 @@ def test_make_demo_reaches_a_served_prediction(kubeconfig: str, kubectl: Kubectl
         predictions = [line for line in out.splitlines() if "predicted" in line]
         assert len(predictions) == 3, out[-3000:]
         assert "served by model breast-cancer version 2" in out
+        if (REPO / ".dev" / "node-mode").exists():
+            assert "(a real pod, through the Service)" in out, out[-3000:]
+            assert "on node modelreg-node" in out, out[-3000:]
+            assert "pod emulation" not in out, out[-3000:]
         mvs = {mv["metadata"]["name"]: mv for mv in kubectl.items("modelversions", namespace)}
         assert mvs["breast-cancer-v2"]["status"]["phase"] == "Serving"
         assert mvs["breast-cancer-v1"]["status"]["phase"] == "Archived"
