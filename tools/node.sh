@@ -178,8 +178,11 @@ forward() { # name port: listen on the bridge address, forward to the same port 
   local name=$1 port=$2 ip; ip=$(node_ip)
   if alive "fwd-$name"; then return 0; fi
   start "fwd-$name" "$node/logs/fwd-$name.log" socat "TCP4-LISTEN:$port,bind=$ip,reuseaddr,fork,backlog=128" "TCP4:127.0.0.1:$port"
-  wait_for "$name forwarder" 50 bash -c "exec 3<>/dev/tcp/$ip/$port" ||
-    die "could not listen on $ip:$port for the $name (is the port taken on the bridge address?); see $node/logs/fwd-$name.log"
+  # socat exits at once when the address is taken: only a forwarder still alive after it answered
+  # is ours (a foreign listener would answer the probe too).
+  if ! wait_for "$name forwarder" 50 bash -c "exec 3<>/dev/tcp/$ip/$port" || ! { sleep 0.3; alive "fwd-$name"; }; then
+    die "could not listen on $ip:$port for the $name: $(tail -n 1 "$node/logs/fwd-$name.log" 2>/dev/null) (is the port taken on the bridge address?)"
+  fi
 }
 
 # --- credentials ----------------------------------------------------------------------------------
