@@ -50,26 +50,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from demo.devenv import read_env_file
+from demo.devenv import ON_REAL_NODE, REAL_NODE, read_env_file
 from demo.podemu import EmulatedPod, resolve_env
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / ".dev"
 VENV_BIN = Path(sys.executable).parent
 MODEL = "breast-cancer"
-REAL_NODE = "modelreg-node"
-# What a pod needs to land on the real node (tools/node.sh labels and taints it).
-ON_REAL_NODE: dict[str, Any] = {
-    "nodeSelector": {"modelreg.dev/real-node": "true"},
-    "tolerations": [
-        {
-            "key": "modelreg.dev/real-node",
-            "operator": "Equal",
-            "value": "true",
-            "effect": "NoSchedule",
-        }
-    ],
-}
 
 
 def operator_files(namespace: str) -> tuple[Path, Path]:

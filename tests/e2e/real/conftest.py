@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from demo.devenv import ON_REAL_NODE
+from demo.devenv import REAL_NODE as NODE
 
 from tests.e2e.helpers import DEV, REPO, S3, Kubectl, wait_for
 from tests.e2e.test_helm import CHART, Helm, helm
 
 __all__ = ["helm"]  # the fixture, re-exported so pytest finds it here
 
-NODE = "modelreg-node"
 IMAGE = "ghcr.io/modelreg/modelreg:0.1.0"
 MEASUREMENTS = DEV / "measurements" / "real.json"
 
@@ -37,18 +38,6 @@ def record(name: str, value: float) -> None:
     MEASUREMENTS.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
-# What a pod needs to land on the real node (it is tainted; kwok nodes stay for scale tests).
-ON_REAL_NODE = {
-    "nodeSelector": {"modelreg.dev/real-node": "true"},
-    "tolerations": [
-        {
-            "key": "modelreg.dev/real-node",
-            "operator": "Equal",
-            "value": "true",
-            "effect": "NoSchedule",
-        }
-    ],
-}
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 # Container states that no waiting cures.
 BROKEN = {

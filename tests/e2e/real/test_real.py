@@ -31,8 +31,8 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
 from modelreg import Client
-from tests.e2e.helpers import DEV, REPO, S3, Kubectl, wait_for
-from tests.e2e.real.conftest import ON_REAL_NODE, Release, record
+from tests.e2e.helpers import REPO, S3, Kubectl, wait_for
+from tests.e2e.real.conftest import NODE, ON_REAL_NODE, Release, record
 from tests.e2e.registry import Registry
 
 
@@ -42,10 +42,7 @@ class Onnx:
     sample: np.ndarray
 
     def expected(self) -> dict[str, np.ndarray]:
-        path = DEV / "measurements" / "model.onnx"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.data)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(self.data, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(None, {"X": self.sample}), strict=True))
 
@@ -209,11 +206,7 @@ def ready_serving_pods(
     out = []
     for p in pods:
         statuses = p["status"].get("containerStatuses") or []
-        if (
-            p["spec"].get("nodeName") == "modelreg-node"
-            and statuses
-            and all(s.get("ready") for s in statuses)
-        ):
+        if p["spec"].get("nodeName") == NODE and statuses and all(s.get("ready") for s in statuses):
             out.append(p)
     return out
 
@@ -226,7 +219,7 @@ def test_operator_runs_in_cluster_under_its_service_account(
 ) -> None:
     pod = release.operator_pod()
     spec: dict[str, Any] = pod["spec"]  # type: ignore[assignment]
-    assert spec["nodeName"] == "modelreg-node", "the operator pod must run on the real node"
+    assert spec["nodeName"] == NODE, "the operator pod must run on the real node"
     assert spec["serviceAccountName"] == release.fullname
     (container,) = spec["containers"]
     assert container["image"] == "ghcr.io/modelreg/modelreg:0.1.0"
