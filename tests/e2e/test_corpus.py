@@ -2,7 +2,8 @@
 message, or accepted and Blocked with a precise reason. The operator never crashes, and a control
 Model serving beside the corpus is never disturbed.
 
-Each file's first YAML document states the expected outcome:
+Each file's first YAML document states the expected outcome; the others are applied in order
+(two documents of one object: created, then updated, for the rules on changes):
   expect: rejected | blocked
   message: a substring of the API server's error (rejected) or of the Ready condition (blocked)
   name, reason: the ModelVersion that must end Blocked, and its Ready reason
@@ -44,6 +45,9 @@ def test_corpus_has_the_required_cases() -> None:
         "version-zero",
         "version-negative",
         "model-deleted-while-promoting",
+        "serving-env-reserved",
+        "metrics-rewritten",
+        "params-rewritten",
     ):
         assert needed in names, needed
 

@@ -305,16 +305,17 @@ def test_admission_policy_type_checks_against_the_crd(
             'admission.allowedServiceAccounts=[{"namespace":"argocd","name":"argocd-application-controller"}]',
             *scoped_values(namespace),
         )  # fmt: skip
-        name = f"{release}-modelreg-production-approval"
+        for policy in ("production-approval", "serving-approval", "status-writer"):
+            name = f"{release}-modelreg-{policy}"
 
-        def checked() -> dict[str, Any] | None:
-            vap = kubectl.get("validatingadmissionpolicy", name)
-            assert vap is not None
-            status = vap.get("status") or {}
-            done = status.get("observedGeneration") == vap["metadata"]["generation"]
-            return status if done else None
+            def checked(name: str = name) -> dict[str, Any] | None:
+                vap = kubectl.get("validatingadmissionpolicy", name)
+                assert vap is not None
+                status = vap.get("status") or {}
+                done = status.get("observedGeneration") == vap["metadata"]["generation"]
+                return status if done else None
 
-        status = wait_for(checked, timeout=60, what=f"type checking of {name}")
-        assert not (status.get("typeChecking") or {}).get("expressionWarnings"), status
+            status = wait_for(checked, timeout=60, what=f"type checking of {name}")
+            assert not (status.get("typeChecking") or {}).get("expressionWarnings"), status
     finally:
         uninstall(helm, release, namespace)

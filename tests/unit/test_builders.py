@@ -129,3 +129,55 @@ def test_long_names_are_shortened_stably() -> None:
     assert a == naming.deployment_name(long, 12345)
     assert a != naming.deployment_name(long, 12346)
     assert naming.deployment_name("short", 1) == "short-v1"
+
+
+def test_reserved_env_names_from_the_model_never_reach_the_pod() -> None:
+    """Defence in depth behind the CRD's rule (objects stored before it, or a CRD not updated)."""
+    user_env = [
+        {"name": "MODELREG_ALLOW_PICKLE", "value": "true"},
+        {"name": "modelreg_allow_pickle", "value": "true"},  # the model server ignores case
+        {"name": "MODELREG_ARTIFACT_SHA256", "value": "00" * 32},
+        {"name": "AWS_SESSION_TOKEN", "value": "forged"},
+        {"name": "AWS_PROFILE", "value": "other"},
+        {"name": "AWS_ENDPOINT_URL_S3", "value": "http://elsewhere:9000"},
+        {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/token"},
+        {"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://169.254.170.2/x"},
+        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "x", "key": "y"}}},
+        {"name": "LOG_LEVEL", "value": "debug"},
+        {"name": "AWS_MAX_ATTEMPTS", "value": "5"},
+    ]
+    d = builders.build_deployment(_model(env=user_env), _mv(), DEFAULTS)
+    (c,) = d["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in c["env"]]
+    assert len(names) == len(set(names))
+    env = {e["name"]: e for e in c["env"]}
+    for dropped in (
+        "MODELREG_ALLOW_PICKLE",
+        "modelreg_allow_pickle",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        assert dropped not in env, dropped
+    assert env["MODELREG_ARTIFACT_SHA256"]["value"] == "ab" * 32
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"] == {
+        "secretKeyRef": {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}
+    }
+    assert env["LOG_LEVEL"] == {"name": "LOG_LEVEL", "value": "debug"}
+    assert env["AWS_MAX_ATTEMPTS"] == {"name": "AWS_MAX_ATTEMPTS", "value": "5"}
+
+
+def test_reserved_env_names_are_matched_without_regard_to_case() -> None:
+    from modelreg.api.models import is_reserved_env
+
+    for name in (
+        "MODELREG_X",
+        "Modelreg_Allow_Pickle",
+        "aws_secret_access_key",
+        "AWS_ENDPOINT_URL",
+    ):
+        assert is_reserved_env(name), name
+    for name in ("MODELREG", "AWS_REGION", "AWS_DEFAULT_REGION", "MY_MODELREG_X", "HTTP_PROXY"):
+        assert not is_reserved_env(name), name

@@ -278,6 +278,7 @@ def test_user_roles_aggregate_and_only_the_approver_promotes() -> None:
     ]
     assert promoters == ["modelreg-approver"]
     assert ("modelreg.dev", "modelversions", "promote") in triples(approver["rules"])
+    assert ("modelreg.dev", "models", "patch") in triples(approver["rules"]), "serving changes"
     assert "rbac.authorization.k8s.io/aggregate-to-edit" not in approver["metadata"]["labels"]
 
 
@@ -309,7 +310,7 @@ def test_release_names_keep_cluster_scoped_objects_apart() -> None:
 
 def test_admission_policy_gates_production_on_modelversions_only() -> None:
     objs = render()
-    vap = only(objs, "ValidatingAdmissionPolicy")
+    vap = only(objs, "ValidatingAdmissionPolicy", "modelreg-production-approval")
     spec = vap["spec"]
     assert spec["failurePolicy"] == "Fail"
     (rule,) = spec["matchConstraints"]["resourceRules"]
@@ -324,7 +325,7 @@ def test_admission_policy_gates_production_on_modelversions_only() -> None:
     assert ".check('promote').allowed()" in expr
     assert "modelreg-approver" in validation["message"]
     assert "modelreg-approver" in validation["messageExpression"]
-    binding = only(objs, "ValidatingAdmissionPolicyBinding")
+    binding = only(objs, "ValidatingAdmissionPolicyBinding", "modelreg-production-approval")
     assert binding["spec"]["policyName"] == vap["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert "matchResources" not in binding["spec"], "all namespaces by default"
@@ -337,7 +338,7 @@ def test_admission_allows_the_configured_service_accounts() -> None:
         "--set-json",
         'admission.namespaceSelector={"matchLabels":{"team":"risk"}}',
     )
-    spec = only(objs, "ValidatingAdmissionPolicy")["spec"]
+    spec = only(objs, "ValidatingAdmissionPolicy", "modelreg-production-approval")["spec"]
     conditions = {c["name"]: c["expression"] for c in spec["matchConditions"]}
     assert conditions["not-an-allowed-service-account"] == (
         '!(request.userInfo.username in ["system:serviceaccount:argocd:argocd-application-controller"])'
@@ -346,10 +347,69 @@ def test_admission_allows_the_configured_service_accounts() -> None:
         "system:serviceaccount:argocd:argocd-application-controller"
         in spec["validations"][0]["message"]
     )
-    binding = only(objs, "ValidatingAdmissionPolicyBinding")
-    assert binding["spec"]["matchResources"] == {
-        "namespaceSelector": {"matchLabels": {"team": "risk"}}
-    }
+    for binding in of_kind(objs, "ValidatingAdmissionPolicyBinding"):
+        assert binding["spec"]["matchResources"] == {
+            "namespaceSelector": {"matchLabels": {"team": "risk"}}
+        }, binding["metadata"]["name"]
+    serving = only(objs, "ValidatingAdmissionPolicy", "modelreg-serving-approval")["spec"]
+    conditions = {c["name"]: c["expression"] for c in serving["matchConditions"]}
+    assert "argocd-application-controller" in conditions["not-an-allowed-service-account"]
+    status = only(objs, "ValidatingAdmissionPolicy", "modelreg-status-writer")["spec"]
+    assert "matchConditions" not in status, "no service account but the operator's writes status"
+
+
+def test_serving_approval_gates_models_per_staged_version() -> None:
+    objs = render()
+    vap = only(objs, "ValidatingAdmissionPolicy", "modelreg-serving-approval")
+    spec = vap["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["paramKind"] == {"apiVersion": "modelreg.dev/v1alpha1", "kind": "ModelVersion"}
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["models"]
+    assert rule["operations"] == ["CREATE", "UPDATE"]
+    (condition,) = spec["matchConditions"]
+    expr = " ".join(condition["expression"].split())
+    assert expr.startswith("oldObject == null ||"), "a create is always checked"
+    for field in ("serving", "promotion", "storage"):
+        assert f"object.?spec.?{field} != oldObject.?spec.?{field}" in expr
+    variables = {v["name"]: " ".join(v["expression"].split()) for v in spec["variables"]}
+    assert "params.spec.model == object.metadata.name" in variables["gated"]
+    assert "params.?status.?stage" in variables["stage"]
+    assert "params.spec.?stage" in variables["stage"]
+    (validation,) = spec["validations"]
+    expr = " ".join(validation["expression"].split())
+    assert expr.startswith("!variables.gated ||")
+    assert ".name(params.metadata.name) .check('promote').allowed()" in expr
+    assert "modelreg-approver" in validation["messageExpression"]
+    binding = only(objs, "ValidatingAdmissionPolicyBinding", "modelreg-serving-approval")
+    assert binding["spec"]["policyName"] == vap["metadata"]["name"]
+    assert binding["spec"]["paramRef"] == {"selector": {}, "parameterNotFoundAction": "Allow"}
+    assert binding["spec"]["validationActions"] == ["Deny"]
+
+
+def test_status_is_written_by_the_operator_service_account_alone() -> None:
+    objs = render("--set", "serviceAccount.name=mr-operator")
+    vap = only(objs, "ValidatingAdmissionPolicy", "modelreg-status-writer")
+    spec = vap["spec"]
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["models/status", "modelversions/status"]
+    assert rule["operations"] == ["UPDATE"]
+    (validation,) = spec["validations"]
+    operator = f"system:serviceaccount:{NS}:mr-operator"
+    assert validation["expression"] == f"request.userInfo.username == '{operator}'"
+    assert operator in validation["messageExpression"]
+    binding = only(objs, "ValidatingAdmissionPolicyBinding", "modelreg-status-writer")
+    assert binding["spec"]["policyName"] == vap["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    # ...and no role for people grants a write on a status subresource.
+    for role in of_kind(objs, "ClusterRole"):
+        if role["metadata"]["name"] in ("modelreg-view", "modelreg-edit", "modelreg-approver"):
+            writes = {
+                (r, v)
+                for _, r, v in triples(role["rules"])
+                if r.endswith("/status") and v not in ("get", "list", "watch")
+            }
+            assert not writes, (role["metadata"]["name"], writes)
 
 
 def test_admission_can_be_disabled() -> None:

@@ -75,3 +75,35 @@ def test_names_columns_and_subresources() -> None:
     ):
         assert message in rules
     assert crd.crds()["modelreg.dev_models.yaml"]["spec"]["names"]["shortNames"] == ["mdl"]
+
+
+def _schema(file: str) -> dict[str, Any]:
+    spec = crd.crds()[file]["spec"]
+    result: dict[str, Any] = spec["versions"][0]["schema"]["openAPIV3Schema"]
+    return result
+
+
+def test_metrics_and_params_are_immutable_once_set() -> None:
+    rules = _schema("modelreg.dev_modelversions.yaml")["properties"]["spec"][
+        "x-kubernetes-validations"
+    ]
+    by_path = {r["fieldPath"]: r for r in rules}
+    for field in ("metrics", "params"):
+        rule = by_path[f".{field}"]
+        assert f"oldSelf.{field}" in rule["rule"], "a transition rule"
+        assert f"has(self.{field})" in rule["rule"], "removing the map is a change too"
+        assert rule["message"].startswith(f"spec.{field} is immutable once set")
+
+
+def test_reserved_env_names_are_rejected_by_the_crd() -> None:
+    from modelreg.api.models import RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
+
+    env = _schema("modelreg.dev_models.yaml")["properties"]["spec"]["properties"]["serving"][
+        "properties"
+    ]["env"]
+    (rule,) = env["items"]["properties"]["name"]["x-kubernetes-validations"]
+    for prefix in RESERVED_ENV_PREFIXES:
+        assert f"self.upperAscii().startsWith('{prefix}')" in rule["rule"]
+    for name in RESERVED_ENV_NAMES:
+        assert f"'{name}'" in rule["rule"]
+    assert "may not set ' + self + '" in rule["messageExpression"]

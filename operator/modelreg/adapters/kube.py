@@ -20,6 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from modelreg.adapters import impersonation
 from modelreg.api.models import GROUP, VERSION
 
 T = TypeVar("T")
@@ -96,26 +97,43 @@ def translate(exc: Exception) -> KubeError:
 
 
 def api_client(
-    kubeconfig: str | None = None, context: str | None = None, *, pool: int = 32
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    pool: int = 32,
+    impersonate: impersonation.Impersonation | None = None,
 ) -> client.ApiClient:
-    """An ApiClient from a kubeconfig (or $KUBECONFIG, ~/.kube/config), else in-cluster config."""
+    """An ApiClient from a kubeconfig (or $KUBECONFIG, ~/.kube/config), else in-cluster config.
+
+    Like kubectl, it acts as the user the kubeconfig's user impersonates (`as`, `as-groups`,
+    `as-uid`, `as-user-extra`); `impersonate` (the --as/--as-group flags) overrides those fields.
+    """
     cfg = client.Configuration()
+    found = impersonation.Impersonation()
     try:
         try:
             config.load_kube_config(
                 config_file=kubeconfig, context=context, client_configuration=cfg
             )
+            found = impersonation.from_kubeconfig(kubeconfig, context)
         except ConfigException:
             if kubeconfig or context:
                 raise
             config.load_incluster_config(client_configuration=cfg)
+        lines = (impersonate or impersonation.Impersonation()).over(found).headers()
     except (ConfigException, OSError) as e:
         raise ConfigError(
             f"no usable Kubernetes configuration ({e}); set KUBECONFIG or pass --kubeconfig"
         ) from e
+    except impersonation.ImpersonationError as e:
+        raise ConfigError(str(e)) from e
     cfg.connection_pool_maxsize = pool
     cfg.retries = False
-    return client.ApiClient(cfg)
+    api = client.ApiClient(cfg)
+    if lines:
+        api.rest_client.close()
+        api.rest_client = impersonation.ImpersonatingREST(cfg, lines)
+    return api
 
 
 class Kube:

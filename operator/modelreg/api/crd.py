@@ -17,6 +17,8 @@ from pydantic import BaseModel
 
 from modelreg.api.models import (
     GROUP,
+    RESERVED_ENV_NAMES,
+    RESERVED_ENV_PREFIXES,
     VERSION,
     ModelSpec,
     ModelStatus,
@@ -124,6 +126,21 @@ def _model_version_schema() -> Schema:
                 f"spec.{field} keys must be at most 253 characters",
             )
         ]
+    # Gates read a version's metrics: rewriting them after the fact would pass a gate the
+    # version failed. Transition rules on spec (present in every object) so that removing the
+    # map is caught too; an empty map counts as not yet set.
+    spec["x-kubernetes-validations"] = [
+        _rule(
+            f"!has(oldSelf.{field}) || size(oldSelf.{field}) == 0 || "
+            f"(has(self.{field}) && self.{field} == oldSelf.{field})",
+            f"spec.{field} is immutable once set: {why}; register a new ModelVersion instead",
+            fieldPath=f".{field}",
+        )
+        for field, why in (
+            ("metrics", "promotion gates are checked against them"),
+            ("params", "they record how this artifact was made"),
+        )
+    ]
     return {
         "type": "object",
         "required": ["spec"],
@@ -171,6 +188,22 @@ def _model_schema() -> Schema:
             "!has(self.namespace) || self.namespace == ''",
             "spec.storage.secretRef must name a Secret in the Model's own namespace: "
             "cross-namespace references are not allowed",
+        )
+    ]
+    env_name = spec["properties"]["serving"]["properties"]["env"]["items"]["properties"]["name"]
+    prefixes = " || ".join(f"self.upperAscii().startsWith('{p}')" for p in RESERVED_ENV_PREFIXES)
+    names = ", ".join(f"'{n}'" for n in RESERVED_ENV_NAMES)
+    env_name["x-kubernetes-validations"] = [
+        _rule(
+            f"!({prefixes} || self.upperAscii() in [{names}])",
+            "spec.serving.env may not set a reserved name: MODELREG_* configures the model "
+            "server and the AWS credential, profile and endpoint names are set from "
+            "spec.storage by the operator",
+            messageExpression=(
+                "'spec.serving.env may not set ' + self + ': the name is reserved (MODELREG_* "
+                "configures the model server; AWS credential, profile and endpoint names are "
+                "set from spec.storage by the operator)'"
+            ),
         )
     ]
     gate = spec["properties"]["promotion"]["properties"]["gates"]["items"]

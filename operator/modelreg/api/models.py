@@ -130,12 +130,55 @@ class Promotion(_Wire):
     )
 
 
+# Names a Model's serving.env may not set, compared case-insensitively (the model server reads
+# MODELREG_* without regard to case). MODELREG_* configures the model server (which artifact, its
+# digest, whether pickle may load); the AWS names choose the serving pod's credentials and where
+# they are sent, which is spec.storage's alone. The CRD rejects them (modelreg.api.crd) and the
+# Deployment builder drops them anyway (modelreg.lifecycle.builders).
+RESERVED_ENV_PREFIXES = ("MODELREG_", "AWS_ENDPOINT_URL")
+RESERVED_ENV_NAMES = (
+    # static credentials and session tokens
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    # other credential sources: profiles and their files
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    # web identity (IRSA) and assumed roles
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    # container credential endpoints (ECS, EKS Pod Identity) and instance metadata
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+)
+
+
+def is_reserved_env(name: str) -> bool:
+    """Whether a serving env name is the operator's to set (see RESERVED_ENV_NAMES)."""
+    upper = name.upper()
+    return upper.startswith(RESERVED_ENV_PREFIXES) or upper in RESERVED_ENV_NAMES
+
+
 class EnvVar(_Wire):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=SHORT_STR)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=SHORT_STR)] = Field(
+        description="Not MODELREG_* nor an AWS credential, profile or endpoint name: reserved."
+    )
     value: LongStr | None = None
     value_from: dict[str, Any] | None = Field(
         default=None, description="As in a Pod's env[].valueFrom."
     )
+
+    @property
+    def reserved(self) -> bool:
+        return is_reserved_env(self.name)
 
 
 class Serving(_Wire):

@@ -63,6 +63,22 @@ def _common(suppress: bool) -> _Parser:
     g.add_argument("--context", default=d, help="kubeconfig context to use")
     g.add_argument("--kubeconfig", default=d, help="path to the kubeconfig (default: $KUBECONFIG)")
     g.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="USER",
+        default=d,
+        help="act as this user (impersonation, like kubectl; overrides the kubeconfig's `as`)",
+    )
+    g.add_argument(
+        "--as-group",
+        dest="as_groups",
+        metavar="GROUP",
+        action="append",
+        default=d,
+        help="act as a member of this group; repeat for several (needs --as or `as`)",
+    )
+    g.add_argument("--as-uid", dest="as_uid", metavar="UID", default=d, help="act with this UID")
+    g.add_argument(
         "--s3-endpoint",
         default=d,
         help="object-store endpoint as seen from here (default: $MODELREG_S3_ENDPOINT, then the "
@@ -224,6 +240,9 @@ def _default_client(args: argparse.Namespace) -> Client:
         context=args.context,
         namespace=args.namespace,
         s3_endpoint=args.s3_endpoint,
+        as_user=args.as_user,
+        as_groups=args.as_groups or (),
+        as_uid=args.as_uid,
     )
 
 
@@ -512,7 +531,18 @@ class App:
 
 
 _VALUED = frozenset(
-    {"-n", "--namespace", "--context", "--kubeconfig", "--s3-endpoint", "-o", "--output"}
+    {
+        "-n",
+        "--namespace",
+        "--context",
+        "--kubeconfig",
+        "--as",
+        "--as-group",
+        "--as-uid",
+        "--s3-endpoint",
+        "-o",
+        "--output",
+    }
 )
 
 

@@ -65,8 +65,9 @@ def _env(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> list[Body
                         },
                     }
                 )
-    reserved = {e["name"] for e in env}
-    env.extend(e.wire() for e in serving.env if e.name not in reserved)
+    # The CRD rejects reserved names; objects stored before that rule still never get them in.
+    ours = {e["name"] for e in env}
+    env.extend(e.wire() for e in serving.env if e.name not in ours and not e.reserved)
     return env
 
 

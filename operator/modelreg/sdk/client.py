@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from modelreg.adapters import kube as k
 from modelreg.adapters import objectstore as store
 from modelreg.adapters import upload as up
+from modelreg.adapters.impersonation import Impersonation
 from modelreg.api.models import (
     ArtifactFormat,
     HistoryEntry,
@@ -271,11 +272,17 @@ class Client:
         store_factory: StoreFactory | None = None,
         env: Mapping[str, str] | None = None,
         poll_interval: float = 1.0,
+        as_user: str | None = None,
+        as_groups: Sequence[str] = (),
+        as_uid: str | None = None,
     ) -> None:
+        """`as_user`/`as_groups`/`as_uid` impersonate, like kubectl's --as/--as-group/--as-uid;
+        they override the kubeconfig user's `as`/`as-groups`/`as-uid`, which are honoured too."""
         self._env: Mapping[str, str] = os.environ if env is None else env
         if kube is None:
+            acting = Impersonation(user=as_user, groups=tuple(as_groups), uid=as_uid)
             try:
-                kube = k.ClientKube(k.api_client(kubeconfig, context))
+                kube = k.ClientKube(k.api_client(kubeconfig, context, impersonate=acting))
             except k.KubeError as e:
                 raise ConfigurationError(str(e)) from e
         # Late-bound: the retry sleeps through whatever `_sleep` is at call time (tests swap it).
