@@ -58,7 +58,7 @@ def test_register_verify_stage_promote_serve(
         "modelreg.dev/version": "1",
     }
     owner = dep["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"]) == ("ModelVersion", "credit-v1")
+    assert (owner["kind"], owner["name"]) == ("Model", "credit")
     assert reg.service_version("credit") == "1"
     svc = kubectl.get("service", "credit", namespace) or {}
     assert svc["metadata"]["ownerReferences"][0]["kind"] == "Model"

@@ -68,9 +68,9 @@ def test_deployment_is_restricted_and_owned_and_labelled_without_copying() -> No
     assert d["metadata"]["ownerReferences"] == [
         {
             "apiVersion": "modelreg.dev/v1alpha1",
-            "kind": "ModelVersion",
-            "name": "credit-v3",
-            "uid": "u-mv",
+            "kind": "Model",
+            "name": "credit",
+            "uid": "u-model",
             "controller": True,
         }
     ]

@@ -65,3 +65,45 @@ def test_start_up_barrier_is_linear() -> None:
         return time.perf_counter() - t0
 
     assert asyncio.run(scenario(3000)) < 5.0
+
+
+def test_a_relist_reports_objects_deleted_during_the_gap() -> None:
+    import asyncio
+
+    from kopf._cogs.clients import watching
+
+    from modelreg.controller.kopfpatch import relist_aware
+
+    def obj(uid: str) -> dict[str, object]:
+        return {
+            "apiVersion": "modelreg.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid, "labels": {}},
+            "spec": {"model": "m", "artifact": {"uri": "s3://b/k"}},
+        }
+
+    rounds = [
+        [{"type": None, "object": obj("a")}, {"type": None, "object": obj("b")}],
+        [{"type": None, "object": obj("b")}],  # "a" was deleted while the watch was gone
+    ]
+
+    async def fake_watch(**_: object):  # type: ignore[no-untyped-def]
+        for item in rounds.pop(0):
+            yield item
+        yield watching.Bookmark.LISTED
+
+    async def collect() -> list[object]:
+        wrapped = relist_aware(fake_watch)
+        out: list[object] = []
+        for _ in range(2):
+            async for item in wrapped(resource="mv", namespace="ns"):
+                out.append(item)
+        return out
+
+    seen = asyncio.run(collect())
+    deleted = [e for e in seen if isinstance(e, dict) and e["type"] == "DELETED"]
+    assert [e["object"]["metadata"]["uid"] for e in deleted] == ["a"]
+    assert deleted[0]["object"]["spec"] == {"model": "m"}
+    # The DELETED comes before the end of the listing is announced.
+    assert seen.index(deleted[0]) < len(seen) - 1
+    assert seen[-1] is watching.Bookmark.LISTED

@@ -28,6 +28,9 @@ Body = dict[str, Any]
 
 MODELS = "models"
 MODEL_VERSIONS = "modelversions"
+# Children are written with server-side apply under this field manager, nothing else.
+FIELD_MANAGER = "modelreg"
+APPLY = "application/apply-patch+yaml"
 
 
 class KubeError(Exception):
@@ -136,6 +139,14 @@ def api_client(
     return api
 
 
+def _delete_options(uid: str | None, propagation: str | None = None) -> client.V1DeleteOptions:
+    """Delete options; with `uid`, a precondition: only that very object, never a namesake."""
+    return client.V1DeleteOptions(
+        propagation_policy=propagation,
+        preconditions=client.V1Preconditions(uid=uid) if uid else None,
+    )
+
+
 class Kube:
     """The calls modelreg makes, each translated; thread-safe (one ApiClient, pooled)."""
 
@@ -227,49 +238,94 @@ class Kube:
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     def apply_deployment(self, namespace: str, body: Body) -> Body:
-        """Create the Deployment, or replace its spec when it differs (no write when equal)."""
-        name = body["metadata"]["name"]
-        try:
-            created: Body = self.api.sanitize_for_serialization(
-                self._do(self.apps.create_namespaced_deployment, namespace, body)
+        """Server-side apply of the whole Deployment as field manager `modelreg`: a field the
+        operator no longer sets (an env entry, a limit, a nodeSelector key) is removed."""
+        applied: Body = self.api.sanitize_for_serialization(
+            self._do(
+                self.apps.patch_namespaced_deployment,
+                body["metadata"]["name"],
+                namespace,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
             )
-            return created
-        except Conflict:
-            pass
-        patched: Body = self.api.sanitize_for_serialization(
-            self._do(self.apps.patch_namespaced_deployment, name, namespace, body)
         )
-        return patched
+        return applied
 
-    def delete_deployment(self, namespace: str, name: str) -> None:
+    def set_deployment_owner(self, namespace: str, name: str, uid: str, owner: Body) -> None:
+        """Make `owner` the Deployment's only owner reference (a JSON patch guarded by the
+        Deployment's uid): an older operator's Deployment handed to its Model."""
+        self._do(
+            self.apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            [
+                {"op": "test", "path": "/metadata/uid", "value": uid},
+                {"op": "replace", "path": "/metadata/ownerReferences", "value": [owner]},
+            ],
+            _content_type="application/json-patch+json",
+        )
+
+    def get_deployment(self, namespace: str, name: str) -> Body | None:
+        """The Deployment's metadata (labels, owner references), or None when there is none."""
+        try:
+            found = self._do(self.apps.read_namespaced_deployment, name, namespace)
+        except NotFound:
+            return None
+        meta: Body = self.api.sanitize_for_serialization(found.metadata)
+        return {"metadata": meta}
+
+    def delete_deployment(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """Delete the Deployment; with `uid`, only that very object (a precondition)."""
         with contextlib.suppress(NotFound):
             self._do(
                 self.apps.delete_namespaced_deployment,
                 name,
                 namespace,
-                propagation_policy="Background",
+                body=_delete_options(uid, propagation="Background"),
             )
 
     def apply_service(self, namespace: str, body: Body) -> Body:
-        name = body["metadata"]["name"]
-        try:
-            created: Body = self.api.sanitize_for_serialization(
-                self._do(self.core.create_namespaced_service, namespace, body)
+        """Server-side apply of the Service as field manager `modelreg`."""
+        applied: Body = self.api.sanitize_for_serialization(
+            self._do(
+                self.core.patch_namespaced_service,
+                body["metadata"]["name"],
+                namespace,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
             )
-            return created
-        except Conflict:
-            pass
-        patched: Body = self.api.sanitize_for_serialization(
-            self._do(self.core.patch_namespaced_service, name, namespace, body)
         )
-        return patched
+        return applied
 
-    def delete_service(self, namespace: str, name: str) -> None:
+    def get_service(self, namespace: str, name: str) -> Body | None:
+        try:
+            found = self._do(self.core.read_namespaced_service, name, namespace)
+        except NotFound:
+            return None
+        meta: Body = self.api.sanitize_for_serialization(found.metadata)
+        return {"metadata": meta}
+
+    def delete_service(self, namespace: str, name: str, uid: str | None = None) -> None:
         with contextlib.suppress(NotFound):
-            self._do(self.core.delete_namespaced_service, name, namespace)
+            self._do(
+                self.core.delete_namespaced_service,
+                name,
+                namespace,
+                body=_delete_options(uid),
+            )
 
-    def create_event(self, namespace: str, body: Body) -> None:
-        self._do(self.core.create_namespaced_event, namespace, body)
+    def create_event(self, namespace: str, body: Body) -> str:
+        """Post an Event; returns its name (for a later count update)."""
+        created = self._do(self.core.create_namespaced_event, namespace, body)
+        return str(created.metadata.name)
+
+    def patch_event(self, namespace: str, name: str, patch: Body) -> None:
+        """Merge-patch an Event we posted (its count, lastTimestamp and series)."""
+        self._do(self.core.patch_namespaced_event, name, namespace, patch)
 
     # -- client-side helpers (the SDK) -----------------------------------------------------------
 

@@ -278,6 +278,11 @@ class ServingStatus(_Wire):
     url: Annotated[str, StringConstraints(max_length=URI_MAX)] | None = None
 
 
+class PinnedImage(_Wire):
+    runtime: Runtime
+    image: Annotated[str, StringConstraints(max_length=512)]
+
+
 class HistoryEntry(_Wire):
     stage: Stage
     phase: Phase | None = None
@@ -295,6 +300,15 @@ class ModelVersionStatus(_Wire):
     failed_generation: int | None = Field(
         default=None,
         description="Generation whose rollout failed; not retried until the spec changes.",
+    )
+    failed_spec_hash: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description="Hash of the serving spec whose rollout failed: a fixed Model retries it.",
+    )
+    default_image: PinnedImage | None = Field(
+        default=None,
+        description="The operator's default image this version was rolled out with; kept until "
+        "it leaves production, so an operator upgrade does not re-roll it.",
     )
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_MAX)
     conditions: list[Condition] = Field(default_factory=list, max_length=LIST_MAX)

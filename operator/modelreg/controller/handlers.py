@@ -30,6 +30,7 @@ MANAGED = {naming.MANAGED_BY: naming.MANAGER}
 
 def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRegistry:
     kopfpatch.apply()  # O(N) instead of O(N^2) wake-ups while the indexes fill at start-up
+    kopfpatch.apply_relist()  # a re-list after a watch gap drops what was deleted meanwhile
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -120,13 +121,15 @@ def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRe
     @kopf.on.event(GROUP, VERSION, "models", registry=registry)
     async def model_event(**kw: Any) -> None:
         caches(kw)
+        if kw["event"].get("type") == "DELETED":
+            reconciler.forget_model(kw["namespace"], kw["name"], kw["uid"] or "")
         reconciler.kick(kw["namespace"], kw["name"])
 
     @kopf.on.event(GROUP, VERSION, "modelversions", registry=registry)
     async def version_event(**kw: Any) -> None:
         caches(kw)
         if kw["event"].get("type") == "DELETED":
-            reconciler.forget(kw["namespace"], kw["name"])
+            reconciler.forget(kw["namespace"], kw["name"], kw["uid"] or "")
         reconciler.kick(kw["namespace"], kw["spec"].get("model", ""))
 
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)

@@ -16,6 +16,7 @@ import json
 import logging
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,10 +25,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelreg.adapters import kube as k8s
-from modelreg.api.models import Model, ModelVersion, Phase
+from modelreg.api.models import Model, ModelStatus, ModelVersion, Phase
 from modelreg.controller import metrics
 from modelreg.controller.verifier import Verifier
-from modelreg.lifecycle import builders
+from modelreg.lifecycle import builders, naming
 from modelreg.lifecycle import plan as lifecycle
 from modelreg.lifecycle.patch import merge_patch
 from modelreg.settings import OperatorSettings
@@ -61,8 +62,22 @@ class _Slot:
 class _Written:
     """A status we wrote whose watch event has not reached the cache yet."""
 
-    before: str  # resourceVersion the cache still shows
+    stale: set[str]  # resourceVersions older than the body we wrote: the cache may still show them
+    rv: str  # the written body's resourceVersion
     body: bytes  # compact()ed
+
+
+@dataclass
+class _Posted:
+    """An Event already posted: a repeat raises its count instead of posting another."""
+
+    name: str
+    count: int
+    first: str
+
+
+EVENTS_KEPT = 4096  # repeats of older Events post new ones (the API server keeps Events ~1h)
+CONFLICT_RECHECK_SECONDS = 30.0  # an unlabelled object in a child's place sends no events
 
 
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -126,6 +141,10 @@ class Reconciler:
     _rolling_since: dict[str, float] = field(default_factory=dict)
     _phases: dict[ModelKey, dict[str, str]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _conflicts: dict[ModelKey, dict[lifecycle.ChildKey, str]] = field(default_factory=dict)
+    _rejected: dict[ModelKey, dict[str, lifecycle.Rejection]] = field(default_factory=dict)
+    _posted: OrderedDict[tuple[str, str, str, str], _Posted] = field(default_factory=OrderedDict)
+    _recheck: dict[ModelKey, asyncio.TimerHandle] = field(default_factory=dict)
     verifier: Verifier | None = None
     on_pass: Callable[[ModelKey], None] | None = None
 
@@ -151,6 +170,8 @@ class Reconciler:
         for slot in self._slots.values():
             if slot.retry is not None:
                 slot.retry.cancel()
+        for timer in self._recheck.values():
+            timer.cancel()
         if self.verifier is not None:
             await self.verifier.close()
         for t in list(self._tasks):
@@ -227,13 +248,17 @@ class Reconciler:
     # -- one pass --------------------------------------------------------------------------------
 
     def _fresh(self, packed: bytes) -> Body:
-        """The cached body, or the newer one we wrote if its watch event has not arrived yet."""
+        """The cached body, or the newer one we wrote if its watch event has not arrived yet.
+
+        Kept until the cache shows the written resourceVersion or any other one we did not know
+        as older (someone else's later write): two quick writes never bring back the first body.
+        """
         body = expand(packed)
         uid = body.get("metadata", {}).get("uid", "")
         written = self._written.get(uid)
         if written is None:
             return body
-        if body.get("metadata", {}).get("resourceVersion") == written.before:
+        if body.get("metadata", {}).get("resourceVersion") in written.stale:
             return expand(written.body)
         del self._written[uid]
         return body
@@ -242,56 +267,214 @@ class Reconciler:
         assert self.caches is not None
         assert self.verifier is not None
         namespace, model_name = key
-        model = self._parse_model([self._fresh(b) for b in self.caches.models.get(key) or []])
+        unreadable: list[lifecycle.Unreadable] = []
+        model_bodies = [self._fresh(b) for b in self.caches.models.get(key) or []]
+        model = self._parse_model(model_bodies, unreadable)
         versions = self._parse_versions(
-            [self._fresh(b) for b in self.caches.versions.get(key) or []]
+            [self._fresh(b) for b in self.caches.versions.get(key) or []], unreadable
         )
-        deployments = [
-            lifecycle.deployment_state(expand(b)) for b in self.caches.deployments.get(key) or []
-        ]
+        if unreadable:
+            await self._freeze(key, model, model_bodies, unreadable)
+            return
+        deployment_bodies = [expand(b) for b in self.caches.deployments.get(key) or []]
+        deployments = [lifecycle.deployment_state(b) for b in deployment_bodies]
         services = [expand(b) for b in self.caches.services.get(key) or []]
         service = None
         if services:
             slices = [expand(b) for b in self.caches.endpoints.get(key) or []]
             service = lifecycle.service_state(services[0], slices)
+        cached = {("Deployment", d.name) for d in deployments} | {
+            ("Service", str(b.get("metadata", {}).get("name", ""))) for b in services
+        }
+        await self._recheck_conflicts(key, model)
 
         verdicts = {mv.metadata.name: self.verifier.verdict(model, mv) for mv in versions}
-        result = lifecycle.plan(
-            namespace=namespace,
-            model_name=model_name,
-            model=model,
-            versions=versions,
-            artifacts=verdicts,
-            deployments=deployments,
-            service=service,
-            defaults=self.defaults,
-            now=_now(),
-            history_limit=self.settings.history_limit,
-            cluster_domain=self.settings.cluster_domain,
-        )
+        # A child the API server refuses, or whose name another object holds, is found while
+        # applying; the plan is then made again knowing it, before any status is written.
+        for _ in range(3):
+            result = lifecycle.plan(
+                namespace=namespace,
+                model_name=model_name,
+                model=model,
+                versions=versions,
+                artifacts=verdicts,
+                deployments=deployments,
+                service=service,
+                defaults=self.defaults,
+                now=_now(),
+                history_limit=self.settings.history_limit,
+                cluster_domain=self.settings.cluster_domain,
+                conflicts=self._conflicts.get(key),
+                rejected=self._rejected.get(key),
+            )
+            if await self._apply_children(key, model, cached, result):
+                break
         await self._apply(namespace, model, versions, result)
         self._count_phases(key, versions, result)
 
-    def _parse_model(self, bodies: list[Body]) -> Model | None:
+    def _parse_model(
+        self, bodies: list[Body], unreadable: list[lifecycle.Unreadable]
+    ) -> Model | None:
         for body in bodies:
             if body.get("metadata", {}).get("deletionTimestamp"):
                 continue
             try:
                 return Model.model_validate(body)
             except ValidationError as e:
-                log.error("Model %s is unreadable: %s", body.get("metadata", {}).get("name"), e)
+                unreadable.append(_unreadable("Model", body, e))
         return None
 
-    def _parse_versions(self, bodies: list[Body]) -> list[ModelVersion]:
+    def _parse_versions(
+        self, bodies: list[Body], unreadable: list[lifecycle.Unreadable]
+    ) -> list[ModelVersion]:
         out = []
         for body in bodies:
             try:
                 out.append(ModelVersion.model_validate(body))
             except ValidationError as e:
-                log.error(
-                    "ModelVersion %s is unreadable: %s", body.get("metadata", {}).get("name"), e
-                )
+                if not body.get("metadata", {}).get("deletionTimestamp"):
+                    unreadable.append(_unreadable("ModelVersion", body, e))
         return out
+
+    async def _freeze(
+        self,
+        key: ModelKey,
+        model: Model | None,
+        model_bodies: list[Body],
+        unreadable: list[lifecycle.Unreadable],
+    ) -> None:
+        """Some object of this Model cannot be read: say so, and change nothing else."""
+        namespace, name = key
+        for u in unreadable:
+            log.error(
+                "%s %s/%s is unreadable: %s: %s", u.kind, namespace, u.name, u.field, u.problem
+            )
+        body = model_bodies[0] if model_bodies else None
+        if body is None:
+            await _all([self._post(namespace, e) for e in _unreadable_events(unreadable)])
+            return
+        meta = body.get("metadata", {})
+        try:
+            old = (
+                model.status
+                if model is not None
+                else ModelStatus.model_validate(body.get("status") or {})
+            )
+        except ValidationError:
+            old = ModelStatus()
+        status, events = lifecycle.frozen(
+            name,
+            str(meta.get("uid", "")),
+            int(meta.get("generation") or 0),
+            old,
+            unreadable,
+            _now(),
+        )
+        if status is not None:
+            await self._write_status(
+                "models",
+                name,
+                namespace,
+                str(meta.get("uid", "")),
+                str(meta.get("resourceVersion", "")),
+                body.get("status") or {},
+                status.wire(),
+            )
+        await _all([self._post(namespace, e) for e in events])
+
+    async def _recheck_conflicts(self, key: ModelKey, model: Model | None) -> None:
+        """Drop the conflicts whose object is gone or has become the operator's own."""
+        known = self._conflicts.get(key)
+        if not known:
+            return
+        namespace, model_name = key
+        uid = model.metadata.uid if model is not None else None
+        for kind, name in list(known):
+            get = self.kube.get_deployment if kind == "Deployment" else self.kube.get_service
+            found = await self.kube.call(get, namespace, name)
+            if (
+                found is None
+                or lifecycle.foreign_message(
+                    kind, namespace, name, found["metadata"], model_name, uid
+                )
+                is None
+            ):
+                del known[(kind, name)]
+        if not known:
+            self._conflicts.pop(key, None)
+            timer = self._recheck.pop(key, None)
+            if timer is not None:
+                timer.cancel()
+
+    async def _apply_children(
+        self,
+        key: ModelKey,
+        model: Model | None,
+        cached: set[lifecycle.ChildKey],
+        result: lifecycle.Plan,
+    ) -> bool:
+        """Write the plan's Deployments and Service, in blue/green order (the new Deployment,
+        then the Service switch). False when something new was learnt (a conflict, a refusal)
+        that the plan must take into account."""
+        namespace, model_name = key
+        kube = self.kube
+        if model is not None:
+            ref = builders.owner_reference("Model", model_name, model.metadata.uid)
+            for name, uid in result.adopt.items():
+                log.info(
+                    "handing Deployment %s/%s of an older operator to its Model", namespace, name
+                )
+                with contextlib.suppress(k8s.NotFound):
+                    await kube.call(kube.set_deployment_owner, namespace, name, uid, ref)
+        writes: list[tuple[str, Body]] = [("Deployment", b) for b in result.apply_deployments]
+        if result.apply_service is not None:
+            writes.append(("Service", result.apply_service))
+        for kind, body in writes:
+            name = body["metadata"]["name"]
+            if (kind, name) not in cached and model is not None:
+                get = kube.get_deployment if kind == "Deployment" else kube.get_service
+                found = await kube.call(get, namespace, name)
+                why = (
+                    None
+                    if found is None
+                    else lifecycle.foreign_message(
+                        kind, namespace, name, found["metadata"], model_name, model.metadata.uid
+                    )
+                )
+                if why is not None:
+                    log.warning("not touching %s: %s", name, why)
+                    self._conflicts.setdefault(key, {})[(kind, name)] = why
+                    self._schedule_recheck(key)
+                    return False
+            if kind == "Service":
+                log.info("Service %s/%s -> version %s", namespace, name, result.serving_version)
+            else:
+                log.info("applying Deployment %s/%s", namespace, name)
+            apply = kube.apply_deployment if kind == "Deployment" else kube.apply_service
+            try:
+                await kube.call(apply, namespace, body)
+            except (k8s.Invalid, k8s.Forbidden) as e:
+                log.warning("the API server refused %s %s/%s: %s", kind, namespace, name, e)
+                self._rejected.setdefault(key, {})[name] = lifecycle.Rejection(
+                    body["metadata"]["annotations"][naming.SPEC_HASH], str(e)
+                )
+                return False
+            rejected = self._rejected.get(key)
+            if rejected:
+                rejected.pop(name, None)
+        return True
+
+    def _schedule_recheck(self, key: ModelKey) -> None:
+        if key in self._recheck:
+            return
+
+        def again() -> None:
+            self._recheck.pop(key, None)
+            if key in self._conflicts:
+                self.kick(*key)
+                self._schedule_recheck(key)
+
+        self._recheck[key] = asyncio.get_running_loop().call_later(CONFLICT_RECHECK_SECONDS, again)
 
     async def _apply(
         self,
@@ -301,19 +484,6 @@ class Reconciler:
         result: lifecycle.Plan,
     ) -> None:
         kube = self.kube
-        # Blue/green order: the new Deployment first, then the Service switch, then the statuses
-        # that report it, and only then the removal of what no longer serves.
-        for body in result.apply_deployments:
-            log.info("applying Deployment %s/%s", namespace, body["metadata"]["name"])
-            await kube.call(kube.apply_deployment, namespace, body)
-        if result.apply_service is not None:
-            log.info(
-                "Service %s/%s -> version %s",
-                namespace,
-                result.apply_service["metadata"]["name"],
-                result.serving_version,
-            )
-            await kube.call(kube.apply_service, namespace, result.apply_service)
         # Statuses are independent of each other: written concurrently, as are the removals.
         by_name = {mv.metadata.name: mv for mv in versions}
         writes = []
@@ -344,15 +514,25 @@ class Reconciler:
                 )
             )
         await _all(writes)
+        # The transitions are recorded: their Events go out even if a removal fails below.
+        await _all([self._post(namespace, event) for event in result.events])
         removals = []
         if result.delete_service is not None:
             log.info("deleting Service %s/%s: no version serves", namespace, result.delete_service)
-            removals.append(kube.call(kube.delete_service, namespace, result.delete_service))
+            removals.append(
+                kube.call(
+                    kube.delete_service,
+                    namespace,
+                    result.delete_service,
+                    result.delete_uids.get(result.delete_service),
+                )
+            )
         for name in result.delete_deployments:
             log.info("deleting Deployment %s/%s", namespace, name)
-            removals.append(kube.call(kube.delete_deployment, namespace, name))
+            removals.append(
+                kube.call(kube.delete_deployment, namespace, name, result.delete_uids.get(name))
+            )
         await _all(removals)
-        await _all([self._post(namespace, event) for event in result.events])
 
     async def _write_status(
         self, plural: str, name: str, namespace: str, uid: str, rv: str, old: Body, new: Body
@@ -364,33 +544,58 @@ class Reconciler:
             body = await self.kube.call(self.kube.patch_status, plural, namespace, name, patch)
         except k8s.NotFound:
             return  # deleted meanwhile: its DELETED event will reconcile again
-        self._written[uid] = _Written(before=rv, body=compact(body))
+        before = self._written.get(uid)
+        stale = (before.stale | {before.rv}) if before is not None else set()
+        stale.add(rv)
+        written_rv = str(body.get("metadata", {}).get("resourceVersion", ""))
+        stale.discard(written_rv)
+        self._written[uid] = _Written(stale=stale, rv=written_rv, body=compact(body))
 
     async def _post(self, namespace: str, event: lifecycle.Event) -> None:
+        """Post an Event; a repeat of one already posted (same object, reason and message) raises
+        its count and lastTimestamp instead, as the Kubernetes Event convention has it."""
         stamp = _now()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{event.name}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "modelreg.dev/v1alpha1",
-                "kind": event.kind,
-                "name": event.name,
-                "namespace": namespace,
-                "uid": event.uid,
-            },
-            "type": event.type,
-            "reason": event.reason[:128],
-            "message": event.message[:1024],
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "source": {"component": "modelreg-operator"},
-            "reportingComponent": "modelreg.dev/operator",
-            "reportingInstance": self.host[:128],
-        }
+        key = (namespace, event.uid, event.reason, event.message)
+        seen = self._posted.get(key)
         try:
-            await self.kube.call(self.kube.create_event, namespace, body)
+            if seen is not None:
+                seen.count += 1
+                self._posted.move_to_end(key)
+                patch = {
+                    "count": seen.count,
+                    "lastTimestamp": stamp,
+                    "series": {"count": seen.count, "lastObservedTime": _micro(stamp)},
+                }
+                try:
+                    await self.kube.call(self.kube.patch_event, namespace, seen.name, patch)
+                    return
+                except k8s.NotFound:
+                    del self._posted[key]  # expired: post it afresh
+            body = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": f"{event.name}.", "namespace": namespace},
+                "involvedObject": {
+                    "apiVersion": "modelreg.dev/v1alpha1",
+                    "kind": event.kind,
+                    "name": event.name,
+                    "namespace": namespace,
+                    "uid": event.uid,
+                },
+                "type": event.type,
+                "reason": event.reason[:128],
+                "message": event.message[:1024],
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+                "source": {"component": "modelreg-operator"},
+                "reportingComponent": "modelreg.dev/operator",
+                "reportingInstance": self.host[:128],
+            }
+            created = await self.kube.call(self.kube.create_event, namespace, body)
+            self._posted[key] = _Posted(name=created, count=1, first=stamp)
+            while len(self._posted) > EVENTS_KEPT:
+                self._posted.popitem(last=False)
         except k8s.KubeError as e:  # an Event is best effort: never fail the reconcile for it
             log.warning(
                 "could not post Event %s for %s/%s: %s", event.reason, namespace, event.name, e
@@ -415,6 +620,50 @@ class Reconciler:
                 phases[mv.metadata.name] = status.phase.value
         metrics.set_phases(key, phases, self._phases)
 
-    def forget(self, namespace: str, name: str) -> None:
+    def forget(self, namespace: str, name: str, uid: str = "") -> None:
+        """A ModelVersion is gone: drop what was kept about it."""
+        self._written.pop(uid, None)
+        self._rolling_since.pop(uid, None)
+        self._forget_events(uid)
         if self.verifier is not None:
             self.verifier.forget(namespace, name)
+
+    def forget_model(self, namespace: str, name: str, uid: str = "") -> None:
+        """A Model is gone: drop what was kept about it."""
+        key = (namespace, name)
+        self._written.pop(uid, None)
+        self._forget_events(uid)
+        self._conflicts.pop(key, None)
+        self._rejected.pop(key, None)
+        timer = self._recheck.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _forget_events(self, uid: str) -> None:
+        for key in [k for k in self._posted if k[1] == uid]:
+            del self._posted[key]
+
+
+def _micro(stamp: str) -> str:
+    """An RFC 3339 time with microseconds (EventSeries.lastObservedTime is a MicroTime)."""
+    return stamp.replace("Z", ".000000Z")
+
+
+def _unreadable(kind: str, body: Body, error: ValidationError) -> lifecycle.Unreadable:
+    first = error.errors()[0] if error.errors() else {"loc": (), "msg": str(error)}
+    path = ".".join(str(p) for p in first.get("loc", ())) or "(object)"
+    meta = body.get("metadata", {})
+    return lifecycle.Unreadable(
+        kind=kind,
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        field=path,
+        problem=str(first.get("msg", "invalid")),
+    )
+
+
+def _unreadable_events(unreadable: list[lifecycle.Unreadable]) -> list[lifecycle.Event]:
+    return [
+        lifecycle.Event(u.kind, u.name, u.uid, "Warning", "Unreadable", u.describe())
+        for u in unreadable
+    ]

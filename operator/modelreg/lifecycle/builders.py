@@ -71,12 +71,25 @@ def _env(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> list[Body
     return env
 
 
-def _container(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> Body:
+def default_image(runtime: Runtime, defaults: ServingDefaults) -> str:
+    """The operator's image for a runtime when the Model names none."""
+    return defaults.mlserver_image if runtime is Runtime.MLSERVER else defaults.builtin_image
+
+
+def model_dir_limit(size_bytes: int | None) -> str | None:
+    """The model emptyDir's sizeLimit: the artifact plus 10% and 16 MiB of headroom (the download
+    is written beside its final name, then renamed), in MiB. None when the size is unknown."""
+    if size_bytes is None:
+        return None
+    mib = 1024 * 1024
+    return f"{-(-(size_bytes + size_bytes // 10 + 16 * mib) // mib)}Mi"
+
+
+def _container(
+    model: Model, mv: ModelVersion, defaults: ServingDefaults, pinned_default: str | None
+) -> Body:
     serving = model.spec.serving
-    if serving.runtime is Runtime.MLSERVER:
-        image = serving.image or defaults.mlserver_image
-    else:
-        image = serving.image or defaults.builtin_image
+    image = serving.image or pinned_default or default_image(serving.runtime, defaults)
     container: Body = {
         "name": "model",
         "image": image,
@@ -130,12 +143,30 @@ def spec_hash(body: Body) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_deployment(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> Body:
-    """The Deployment `<model>-v<N>` that serves one version, owned by that ModelVersion."""
+def build_deployment(
+    model: Model,
+    mv: ModelVersion,
+    defaults: ServingDefaults,
+    *,
+    pinned_default: str | None = None,
+    artifact_size: int | None = None,
+) -> Body:
+    """The Deployment `<model>-v<N>` that serves one version, owned by the Model.
+
+    The Model, not the version, owns it: deleting the serving ModelVersion (Argo CD's prune when
+    `v3.yaml` is replaced by `v4.yaml`) leaves production running until the planner hands it over.
+    `pinned_default` is the default image the version was first rolled out with (its status), so
+    an operator upgrade with a new default image does not re-roll every serving Deployment.
+    `artifact_size` (else the size in its status) bounds the model volume.
+    """
     serving = model.spec.serving
     name = naming.deployment_name(model.metadata.name, mv.spec.version)
     selector = naming.selector_labels(model.metadata.name, mv.spec.version)
     labels = naming.child_labels(model.metadata.name, mv.spec.version)
+    if artifact_size is None and mv.status.artifact is not None:
+        artifact_size = mv.status.artifact.size_bytes
+    limit = model_dir_limit(artifact_size)
+    model_dir: Body = {"sizeLimit": limit} if limit else {}
     pod_spec: Body = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -146,9 +177,9 @@ def build_deployment(model: Model, mv: ModelVersion, defaults: ServingDefaults) 
             "fsGroup": RUNTIME_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_container(model, mv, defaults)],
+        "containers": [_container(model, mv, defaults, pinned_default)],
         "volumes": [
-            {"name": "model", "emptyDir": {}},
+            {"name": "model", "emptyDir": model_dir},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
         ],
     }
@@ -177,7 +208,7 @@ def build_deployment(model: Model, mv: ModelVersion, defaults: ServingDefaults) 
             "namespace": mv.metadata.namespace,
             "labels": labels,
             "annotations": {naming.SPEC_HASH: spec_hash(spec)},
-            "ownerReferences": [owner_reference("ModelVersion", mv.metadata.name, mv.metadata.uid)],
+            "ownerReferences": [owner_reference("Model", model.metadata.name, model.metadata.uid)],
         },
         "spec": spec,
     }

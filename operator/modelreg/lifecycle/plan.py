@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelreg.api.models import (
+    API_VERSION,
+    GROUP,
     ArtifactStatus,
     Condition,
     HistoryEntry,
@@ -30,6 +32,7 @@ from modelreg.api.models import (
     ModelVersion,
     ModelVersionStatus,
     Phase,
+    PinnedImage,
     ServingStatus,
     Stage,
 )
@@ -60,6 +63,22 @@ class ArtifactVerdict:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """An object's controller owner reference."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name} ({self.api_version})"
+
+
+OWNED = Owner(API_VERSION, "Model", "", "")  # "owned by the Model being planned" (tests, builders)
+
+
+@dataclass(frozen=True)
 class DeploymentState:
     name: str
     version: int
@@ -68,6 +87,9 @@ class DeploymentState:
     ready_replicas: int
     spec_hash: str
     deleting: bool = False
+    replicas: int = 1
+    uid: str = ""
+    owner: Owner | None = OWNED
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,77 @@ class ServiceState:
     spec_hash: str
     # Names of the pods behind the Service's ready endpoints (its EndpointSlices).
     ready_pods: frozenset[str] = frozenset()
+    name: str = ""
+    uid: str = ""
+    owner: Owner | None = OWNED
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """The API server (or an admission policy) refused a child write: 422 or 403."""
+
+    spec_hash: str
+    message: str
+
+
+ChildKey = tuple[str, str]  # (kind, name), e.g. ("Service", "fraud")
+
+
+def controller_owner(meta: Body) -> Owner | None:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return Owner(
+                str(ref.get("apiVersion", "")),
+                str(ref.get("kind", "")),
+                str(ref.get("name", "")),
+                str(ref.get("uid", "")),
+            )
+    return None
+
+
+def owned_by(owner: Owner | None, model_name: str, model_uid: str | None) -> bool:
+    """Is this the controller reference the operator sets: the Model itself (by uid, when known)?"""
+    if owner is None:
+        return False
+    if owner is OWNED:
+        return True
+    return (
+        owner.api_version.split("/")[0] == GROUP
+        and owner.kind == "Model"
+        and owner.name == model_name
+        and (not model_uid or owner.uid == model_uid)
+    )
+
+
+def legacy_owner(owner: Owner | None, model_name: str, version: int) -> bool:
+    """Operators before 0.2 made each Deployment's ModelVersion its controller. Such a Deployment
+    is still the operator's own; the reconciler hands it to the Model before anything else."""
+    return (
+        owner is not None
+        and owner.api_version.split("/")[0] == GROUP
+        and owner.kind == "ModelVersion"
+        and owner.name == f"{model_name}-v{version}"
+    )
+
+
+def foreign_message(
+    kind: str, namespace: str, name: str, meta: Body, model_name: str, model_uid: str | None
+) -> str | None:
+    """Why an existing object named like one of this Model's children is not the operator's to
+    touch (None when it is): it lacks the managed-by label, or another object is its controller."""
+    labels = meta.get("labels") or {}
+    owner = controller_owner(meta)
+    if labels.get(naming.MANAGED_BY) != naming.MANAGER:
+        return (
+            f"{kind} {namespace}/{name} already exists and is not managed by modelreg "
+            f"(no label {naming.MANAGED_BY}={naming.MANAGER}): rename or remove it"
+        )
+    if not owned_by(owner, model_name, model_uid):
+        who = owner.describe() if owner else "no controller"
+        if owner is not None and owner.kind == "Model" and owner.name == model_name:
+            who = f"an earlier Model {model_name} (uid {owner.uid}), which is being deleted"
+        return f"{kind} {namespace}/{name} already exists and is controlled by {who}"
+    return None
 
 
 def ready_endpoint_pods(slices: list[Body]) -> frozenset[str]:
@@ -118,6 +211,12 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     # The version the Service points at once this plan is applied (None: no Service).
     serving_version: int | None = None
+    # uid preconditions of the deletions: only the very objects that were planned on.
+    delete_uids: dict[str, str] = field(default_factory=dict)
+    # Objects named like children that are not ours: reported, never touched.
+    conflicts: dict[ChildKey, str] = field(default_factory=dict)
+    # Deployments of an older operator (controlled by their ModelVersion) to hand to the Model.
+    adopt: dict[str, str] = field(default_factory=dict)
 
 
 def deployment_state(body: Body) -> DeploymentState:
@@ -130,11 +229,15 @@ def deployment_state(body: Body) -> DeploymentState:
     observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
     updated = int(status.get("updatedReplicas") or 0)
     available_n = int(status.get("availableReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    # Complete, as `kubectl rollout status` has it: every replica runs the current template and
+    # no pod of an older one is left (during an update the old pods keep it Available).
     available = (
         observed
         and conds.get("Available", {}).get("status") == "True"
         and updated >= want
         and available_n >= want
+        and total <= want
     )
     progressing = conds.get("Progressing", {})
     exceeded = (
@@ -150,6 +253,9 @@ def deployment_state(body: Body) -> DeploymentState:
         ready_replicas=int(status.get("readyReplicas") or 0),
         spec_hash=(meta.get("annotations", {}) or {}).get(naming.SPEC_HASH, ""),
         deleting=bool(meta.get("deletionTimestamp")),
+        replicas=want,
+        uid=str(meta.get("uid", "")),
+        owner=controller_owner(meta),
     )
 
 
@@ -167,6 +273,9 @@ def service_state(body: Body, slices: list[Body] | None = None) -> ServiceState:
         version=int(raw) if raw and str(raw).isdigit() else None,
         spec_hash=(body.get("metadata", {}).get("annotations", {}) or {}).get(naming.SPEC_HASH, ""),
         ready_pods=ready_endpoint_pods(own),
+        name=str(name or ""),
+        uid=str(body.get("metadata", {}).get("uid", "")),
+        owner=controller_owner(body.get("metadata", {})),
     )
 
 
@@ -176,6 +285,7 @@ class _Version:
     art: ArtifactVerdict
     gate_results: list[Any]
     gates_ok: bool
+    body: Body | None = None  # the Deployment it would run (versions asking for Production)
 
     @property
     def n(self) -> int:
@@ -186,12 +296,38 @@ class _Version:
         return self.art.verdict is Verdict.VERIFIED and self.gates_ok
 
     @property
+    def spec_hash(self) -> str:
+        return self.body["metadata"]["annotations"][naming.SPEC_HASH] if self.body else ""
+
+    @property
     def failed_now(self) -> bool:
-        return self.mv.status.failed_generation == self.mv.metadata.generation
+        """Did the rollout of this very generation and serving spec fail? A new generation of the
+        version, or a fixed Model (another spec hash), is a new attempt."""
+        st = self.mv.status
+        return st.failed_generation == self.mv.metadata.generation and (
+            st.failed_spec_hash is None or st.failed_spec_hash == self.spec_hash
+        )
 
 
 def _gate_message(v: _Version) -> str:
     return gates.summary(v.gate_results)
+
+
+def _pinned(model: Model, mv: ModelVersion) -> str | None:
+    pin = mv.status.default_image
+    return pin.image if pin is not None and pin.runtime is model.spec.serving.runtime else None
+
+
+@dataclass
+class _Verdicts:
+    """What stops a version from serving besides its artifact and gates (per version number)."""
+
+    failed: dict[int, str] = field(default_factory=dict)  # rollout missed its deadline, now
+    invalid: dict[int, str] = field(default_factory=dict)  # the API server refused its Deployment
+    conflict: dict[int, str] = field(default_factory=dict)  # its name is taken by another object
+    update_failed: str | None = None  # the serving version's in-place update missed its deadline
+    unavailable: bool = False  # the serving version has no ready pod
+    handover: str | None = None  # why a version that no longer asks for Production still serves
 
 
 def plan(
@@ -207,8 +343,12 @@ def plan(
     now: str,
     history_limit: int = 20,
     cluster_domain: str = "svc",
+    conflicts: dict[ChildKey, str] | None = None,
+    rejected: dict[str, Rejection] | None = None,
 ) -> Plan:
     out = Plan()
+    rejected = rejected or {}
+    model_uid = model.metadata.uid if model is not None else None
     live = [mv for mv in versions if not mv.metadata.deletion_timestamp]
     gate_rules = model.spec.promotion.gates if model else []
     views: dict[str, _Version] = {}
@@ -220,9 +360,38 @@ def plan(
             gate_results=results,
             gates_ok=all(r.passed for r in results),
         )
-    deps = {d.version: d for d in deployments if not d.deleting}
 
-    # Who serves now: the Service's selector, if that version's Deployment is still there.
+    # Only what the operator created is planned on: labelled objects controlled by another owner,
+    # and unlabelled objects found where a child must go (`conflicts`), are never touched.
+    out.conflicts = dict(conflicts or {})
+    deps: dict[int, DeploymentState] = {}
+    for d in deployments:
+        if d.deleting:
+            continue
+        if owned_by(d.owner, model_name, model_uid):
+            deps[d.version] = d
+        elif legacy_owner(d.owner, model_name, d.version) and model is not None:
+            deps[d.version] = d
+            out.adopt[d.name] = d.uid
+        else:
+            who = d.owner.describe() if d.owner else "no controller"
+            out.conflicts[("Deployment", d.name)] = (
+                f"Deployment {namespace}/{d.name} carries modelreg's labels but is controlled "
+                f"by {who}, not Model {model_name}"
+            )
+    if service is not None and not owned_by(service.owner, model_name, model_uid):
+        who = service.owner.describe() if service.owner else "no controller"
+        out.conflicts[("Service", service.name)] = (
+            f"Service {namespace}/{service.name} carries modelreg's labels but is controlled "
+            f"by {who}, not Model {model_name}"
+        )
+        service = None
+    service_taken = out.conflicts.get(("Service", naming.service_name(model_name)))
+    verdicts = _Verdicts()
+
+    # Who serves now: the Service's selector, if that version's Deployment is still there. The
+    # version may have been deleted (Argo CD's prune of v3.yaml when v4.yaml replaces it): its
+    # Deployment belongs to the Model and keeps serving until the planner hands over.
     current = service.version if service else None
     if current is not None and (current not in deps or model is None):
         current = None
@@ -234,32 +403,59 @@ def plan(
         # definite failure does.
         return v.eligible or (v.n == current and v.art.verdict is not Verdict.FAILED)
 
-    wanting = sorted(
-        (v for v in views.values() if v.mv.spec.stage is Stage.PRODUCTION and may_serve(v)),
+    asking = sorted(
+        (v for v in views.values() if v.mv.spec.stage is Stage.PRODUCTION),
         key=lambda v: v.n,
         reverse=True,
     )
-    candidates = [v for v in wanting if not v.failed_now]
-    candidate = candidates[0] if candidates and model is not None else None
+    candidate: _Version | None = None
+    for v in asking:
+        if model is None or not may_serve(v):
+            continue
+        taken = out.conflicts.get(("Deployment", naming.deployment_name(model_name, v.n)))
+        if service_taken or taken:
+            verdicts.conflict[v.n] = service_taken or taken or ""
+            continue
+        recorded = v.art.status or v.mv.status.artifact
+        v.body = builders.build_deployment(
+            model,
+            v.mv,
+            defaults,
+            pinned_default=_pinned(model, v.mv),
+            artifact_size=recorded.size_bytes if recorded is not None else None,
+        )
+        refused = rejected.get(v.body["metadata"]["name"])
+        if refused is not None and refused.spec_hash == v.spec_hash:
+            verdicts.invalid[v.n] = refused.message
+            if v.n == current and candidate is None:
+                candidate = v  # it keeps serving with the spec its Deployment has
+            continue
+        if v.failed_now and v.n != current:
+            continue
+        if candidate is None:
+            candidate = v
 
-    failed_now: dict[int, str] = {}
     serving = current
-    if candidate is not None:
-        body = builders.build_deployment(model, candidate.mv, defaults)  # type: ignore[arg-type]
+    if candidate is not None and candidate.body is not None:
+        body = candidate.body
         dep = deps.get(candidate.n)
-        if dep is None or dep.spec_hash != body["metadata"]["annotations"][naming.SPEC_HASH]:
+        same = dep is not None and dep.spec_hash == candidate.spec_hash
+        if not same and candidate.n not in verdicts.invalid:
             out.apply_deployments.append(body)
         if candidate.n == current:
-            serving = current
-        elif (
-            dep is not None
-            and dep.available
-            and dep.spec_hash == body["metadata"]["annotations"][naming.SPEC_HASH]
-        ):
+            assert dep is not None
+            if same and dep.deadline_exceeded:
+                verdicts.update_failed = (
+                    f"the Deployment {dep.name} did not become Available with the Model's "
+                    "current serving spec within progressDeadlineSeconds="
+                    f"{model.spec.serving.progress_deadline_seconds} ({dep.ready_replicas} ready); "  # type: ignore[union-attr]
+                    "the previous pods keep serving"
+                )
+        elif dep is not None and dep.available and same:
             serving = candidate.n  # blue/green: switch now that the new Deployment is Available
-        elif dep is not None and dep.deadline_exceeded:
+        elif dep is not None and same and dep.deadline_exceeded:
             deadline = model.spec.serving.progress_deadline_seconds  # type: ignore[union-attr]
-            failed_now[candidate.n] = (
+            verdicts.failed[candidate.n] = (
                 f"the Deployment {dep.name} did not become Available within "
                 f"progressDeadlineSeconds={deadline} ({dep.ready_replicas} ready)"
                 + (f"; version {current} keeps serving" if current is not None else "")
@@ -267,12 +463,22 @@ def plan(
             out.apply_deployments = [b for b in out.apply_deployments if b is not body]
             out.delete_deployments.append(dep.name)
     elif current is not None:
-        serving = None  # nothing eligible is left: production is withdrawn
+        # No version can take over. A version that served and no longer asks for Production
+        # (demoted, or deleted by a GitOps prune) keeps serving while another one asks for it
+        # (Blocked, Failed, refused): production is only withdrawn when none does.
+        demoted = all(v.n != current for v in asking)
+        stuck = [v for v in asking if v.n != current]
+        if stuck and demoted and model is not None:
+            verdicts.handover = "version(s) asking for Production cannot take over: " + ", ".join(
+                f"v{v.n} ({_why_not(v, verdicts)})" for v in stuck
+            )
+        else:
+            serving = None
 
     out.serving_version = serving
     # Children that no longer serve a purpose: anything but the serving one and the rollout.
     keep = {serving} | (
-        {candidate.n} if candidate is not None and candidate.n not in failed_now else set()
+        {candidate.n} if candidate is not None and candidate.n not in verdicts.failed else set()
     )
     # Until the Service's endpoints are all the serving version's pods, an Available Deployment of
     # another version may still receive requests (the switch happens in this pass or kube-proxy has
@@ -286,6 +492,9 @@ def plan(
         if not drained and dep.available:
             continue
         out.delete_deployments.append(dep.name)
+    for dep in deps.values():
+        if dep.name in out.delete_deployments and dep.uid:
+            out.delete_uids[dep.name] = dep.uid
 
     # Who the statuses say serves: the version the Service's endpoints lead to. Right after a switch
     # (or the Service's creation) kube-proxy still sends requests to the old pods (or refuses them),
@@ -297,13 +506,24 @@ def plan(
             v.n for v in views.values() if v.mv.status.phase is Phase.SERVING and v.n in deps
         ]
         shown = serving if serving in holders else max(holders, default=None)
+    if shown is not None and shown in deps:
+        d = deps[shown]
+        verdicts.unavailable = d.replicas > 0 and d.ready_replicas == 0
 
-    if model is not None and serving is not None:
+    if model is not None and serving is not None and not service_taken:
         svc = builders.build_service(model, serving)
-        if service is None or service.spec_hash != svc["metadata"]["annotations"][naming.SPEC_HASH]:
+        svc_hash = svc["metadata"]["annotations"][naming.SPEC_HASH]
+        refused = rejected.get(svc["metadata"]["name"])
+        if refused is not None and refused.spec_hash == svc_hash:
+            verdicts.invalid[serving] = refused.message
+            if serving != current:  # the switch was refused: the version that served goes on
+                out.serving_version = serving = current
+        elif service is None or service.spec_hash != svc_hash:
             out.apply_service = svc
-    elif service is not None:
-        out.delete_service = naming.service_name(model_name)
+    elif service is not None and serving is None:
+        out.delete_service = service.name or naming.service_name(model_name)
+        if service.uid:
+            out.delete_uids[out.delete_service] = service.uid
 
     for v in views.values():
         status, events = _version_status(
@@ -312,12 +532,13 @@ def plan(
             serving=shown,
             switching=v.n == serving and serving != shown,
             candidate=candidate.n if candidate else None,
-            failed_message=failed_now.get(v.n),
+            verdicts=verdicts,
             deployment=deps.get(v.n),
             namespace=namespace,
             now=now,
             history_limit=history_limit,
             cluster_domain=cluster_domain,
+            defaults=defaults,
         )
         if status is not None:
             out.version_status[v.mv.metadata.name] = status
@@ -325,10 +546,34 @@ def plan(
 
     if model is not None:
         out.model_status, model_events = _model_status(
-            model, list(views.values()), shown, candidate, namespace, now, cluster_domain
+            model,
+            list(views.values()),
+            shown,
+            candidate,
+            verdicts,
+            out.conflicts,
+            namespace,
+            now,
+            cluster_domain,
         )
         out.events.extend(model_events)
     return out
+
+
+def _why_not(v: _Version, verdicts: _Verdicts) -> str:
+    if v.n in verdicts.conflict:
+        return "NameConflict"
+    if v.n in verdicts.invalid:
+        return "InvalidServingSpec"
+    if v.art.verdict is Verdict.FAILED:
+        return v.art.reason or "Blocked"
+    if v.art.verdict is not Verdict.VERIFIED:
+        return "Verifying"
+    if not v.gates_ok:
+        return "GatesFailed"
+    if v.failed_now or v.n in verdicts.failed:
+        return "RolloutFailed"
+    return "not eligible"
 
 
 def _version_status(
@@ -338,12 +583,13 @@ def _version_status(
     serving: int | None,
     switching: bool,
     candidate: int | None,
-    failed_message: str | None,
+    verdicts: _Verdicts,
     deployment: DeploymentState | None,
     namespace: str,
     now: str,
     history_limit: int,
     cluster_domain: str,
+    defaults: builders.ServingDefaults,
 ) -> tuple[ModelVersionStatus | None, list[Event]]:
     mv = v.mv
     old = mv.status
@@ -352,21 +598,44 @@ def _version_status(
     prev_stage = old.stage if old.stage is not None else Stage.NONE
     resting = prev_stage if prev_stage is not Stage.PRODUCTION else Stage.NONE
     failed_generation = old.failed_generation
+    failed_hash = old.failed_spec_hash
     serving_status: ServingStatus | None = None
     art = v.art
+    failed_message = verdicts.failed.get(v.n)
+    invalid_message = verdicts.invalid.get(v.n)
+    is_serving = v.n == serving
+    serving_ok = True  # the Serving condition: False when the serving version has no ready pod
+    serving_reason = ""
 
-    if failed_message is not None:
-        failed_generation = gen
-    failed = failed_generation == gen and desired is Stage.PRODUCTION
+    if failed_message is not None or (is_serving and verdicts.update_failed is not None):
+        failed_generation, failed_hash = gen, v.spec_hash or None
+    failed = v.failed_now or failed_message is not None
+    failed = failed and desired is Stage.PRODUCTION
 
     # (stage, phase, Ready?, reason, message) — the verdict for this version.
-    if v.n == serving:
+    if is_serving:
         stage, phase, ready = Stage.PRODUCTION, Phase.SERVING, desired is Stage.PRODUCTION
         reason = "Serving" if ready else "HandingOver"
         message = f"serving production traffic through Service {naming.service_name(mv.spec.model)}"
         if not ready:
-            message += (
-                f"; keeps serving until version {candidate} is Available" if candidate else ""
+            if verdicts.handover is not None:
+                message += f"; keeps serving: {verdicts.handover}"
+            elif candidate:
+                message += f"; keeps serving until version {candidate} is Available"
+        if invalid_message is not None:
+            ready, reason = False, "InvalidServingSpec"
+            message = (
+                f"the API server refused the serving spec: {invalid_message}; the Deployment "
+                "keeps its previous spec and serves"
+            )
+        elif verdicts.update_failed is not None:
+            ready, reason, message = False, "RolloutFailed", verdicts.update_failed
+        if verdicts.unavailable:
+            serving_ok, serving_reason = False, "Unavailable"
+            ready, reason = False, "Unavailable"
+            message = (
+                f"the Deployment {deployment.name if deployment else ''} has no ready pod: "
+                "production requests to this version fail until its pods are ready again"
             )
     elif model is None:
         stage = Stage.ARCHIVED if desired is Stage.ARCHIVED else Stage.NONE
@@ -410,6 +679,13 @@ def _version_status(
             "Staged",
             f"in Staging; {_gate_message(v)}",
         )
+    elif v.n in verdicts.conflict:
+        stage, phase, ready = resting, Phase.BLOCKED, False
+        reason, message = "NameConflict", f"cannot be served: {verdicts.conflict[v.n]}"
+    elif invalid_message is not None:
+        stage, phase, ready = resting, Phase.FAILED, False
+        reason = "InvalidServingSpec"
+        message = f"the API server refused this version's serving objects: {invalid_message}"
     elif failed:
         stage, phase, ready = resting, Phase.FAILED, False
         reason = "RolloutFailed"
@@ -436,11 +712,22 @@ def _version_status(
     if deployment is not None and phase in (Phase.SERVING, Phase.ROLLING):
         serving_status = ServingStatus(
             deployment=deployment.name,
-            service=naming.service_name(mv.spec.model) if v.n == serving else None,
+            service=naming.service_name(mv.spec.model) if is_serving else None,
             ready_replicas=deployment.ready_replicas,
-            url=naming.endpoint(mv.spec.model, namespace, cluster_domain)
-            if v.n == serving
-            else None,
+            url=naming.endpoint(mv.spec.model, namespace, cluster_domain) if is_serving else None,
+        )
+
+    # The default image a version was first rolled out with stays until it leaves production.
+    pin = None
+    if (
+        model is not None
+        and phase in (Phase.SERVING, Phase.ROLLING)
+        and not model.spec.serving.image
+    ):
+        runtime = model.spec.serving.runtime
+        pin = PinnedImage(
+            runtime=runtime,
+            image=_pinned(model, mv) or builders.default_image(runtime, defaults),
         )
 
     conds = list(old.conditions)
@@ -464,16 +751,13 @@ def _version_status(
         generation=gen,
         now=now,
     )
+    shows = phase in (Phase.SERVING, Phase.ROLLING, Phase.FAILED, Phase.SUPERSEDED)
     conds = conditions.set_condition(
         conds,
         conditions.SERVING,
-        phase is Phase.SERVING,
-        reason
-        if phase in (Phase.SERVING, Phase.ROLLING, Phase.FAILED, Phase.SUPERSEDED)
-        else "NotServing",
-        message
-        if phase in (Phase.SERVING, Phase.ROLLING, Phase.FAILED, Phase.SUPERSEDED)
-        else f"desired stage is {desired}",
+        phase is Phase.SERVING and serving_ok,
+        serving_reason or (reason if shows else "NotServing"),
+        message if shows else f"desired stage is {desired}",
         generation=gen,
         now=now,
     )
@@ -483,6 +767,7 @@ def _version_status(
 
     history = list(old.history)
     events: list[Event] = []
+    old_ready = conditions.get_condition(old.conditions, conditions.READY)
     if old.phase != phase or old.stage != stage:
         history.append(HistoryEntry(stage=stage, phase=phase, at=now, reason=message[:1000]))
         history = history[-history_limit:]
@@ -497,6 +782,14 @@ def _version_status(
                 f"{phase.value}: {message}",
             )
         )
+    elif old_ready is not None and old_ready.reason != reason and reason in _WARNINGS:
+        events.append(
+            Event("ModelVersion", mv.metadata.name, mv.metadata.uid, "Warning", reason, message)
+        )
+    elif old_ready is not None and old_ready.reason in _WARNINGS and ready and is_serving:
+        events.append(
+            Event("ModelVersion", mv.metadata.name, mv.metadata.uid, "Normal", reason, message)
+        )
 
     status = ModelVersionStatus(
         observed_generation=gen,
@@ -506,12 +799,20 @@ def _version_status(
         gates=v.gate_results,
         serving=serving_status,
         failed_generation=failed_generation,
+        failed_spec_hash=failed_hash if failed_generation is not None else None,
+        default_image=pin,
         history=history,
         conditions=conds,
     )
     if status.wire() == old.wire():
         return None, events
     return status, events
+
+
+# Ready reasons that are worth a Warning Event when they appear on a version or Model.
+_WARNINGS = frozenset(
+    {"Unavailable", "RolloutFailed", "InvalidServingSpec", "NameConflict", "HandOverStalled"}
+)
 
 
 def _old_message(conds: list[Condition]) -> str:
@@ -524,13 +825,35 @@ def _model_status(
     views: list[_Version],
     serving: int | None,
     candidate: _Version | None,
+    verdicts: _Verdicts,
+    conflicts: dict[ChildKey, str],
     namespace: str,
     now: str,
     cluster_domain: str,
 ) -> tuple[ModelStatus | None, list[Event]]:
     old = model.status
     asked = [v for v in views if v.mv.spec.stage is Stage.PRODUCTION]
-    if serving is not None and (candidate is None or candidate.n == serving):
+    if conflicts:
+        ready, reason = False, "NameConflict"
+        message = "; ".join(conflicts[k] for k in sorted(conflicts))
+        if serving is not None:
+            message += f" (version {serving} keeps serving)"
+    elif verdicts.invalid:
+        ready, reason = False, "InvalidServingSpec"
+        message = "; ".join(
+            f"v{n}: the API server refused the serving objects: {m}"
+            for n, m in sorted(verdicts.invalid.items())
+        )
+    elif serving is not None and verdicts.unavailable:
+        ready, reason = False, "Unavailable"
+        message = f"version {serving} serves production but has no ready pod"
+    elif serving is not None and verdicts.update_failed is not None:
+        ready, reason, message = False, "RolloutFailed", f"v{serving}: {verdicts.update_failed}"
+    elif serving is not None and verdicts.handover is not None:
+        ready, reason = False, "HandOverStalled"
+        message = f"version {serving} no longer asks for Production but keeps serving: "
+        message += verdicts.handover
+    elif serving is not None and (candidate is None or candidate.n == serving):
         ready, reason, message = True, "Serving", f"version {serving} serves production"
     elif serving is not None and candidate is not None:
         ready, reason, message = (
@@ -577,6 +900,77 @@ def _model_status(
                 f"production version: {old.production_version} -> {serving}",
             )
         )
+        if serving is None:
+            events.append(
+                Event(
+                    "Model",
+                    model.metadata.name,
+                    model.metadata.uid,
+                    "Warning",
+                    "ProductionWithdrawn",
+                    f"version {old.production_version} no longer serves and no version asks "
+                    "for Production: the Service and the Deployment are removed",
+                )
+            )
+    old_ready = conditions.get_condition(old.conditions, conditions.READY)
+    if reason in _WARNINGS and (old_ready is None or old_ready.reason != reason):
+        events.append(
+            Event("Model", model.metadata.name, model.metadata.uid, "Warning", reason, message)
+        )
+    if status.wire() == old.wire():
+        return None, events
+    return status, events
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An object of this Model that the operator's schema rejects (say, after a downgrade that
+    kept newer CRDs): `field` is the first offending field, as a dotted path."""
+
+    kind: str
+    name: str
+    uid: str
+    field: str
+    problem: str
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}: {self.field}: {self.problem}"
+
+
+def frozen(
+    model_name: str,
+    model_uid: str,
+    generation: int,
+    old: ModelStatus,
+    unreadable: list[Unreadable],
+    now: str,
+) -> tuple[ModelStatus | None, list[Event]]:
+    """The Model's status while some of its objects cannot be read. Nothing else is planned: no
+    child is written or deleted (a plan from partial knowledge would tear production down), and
+    every other field of the status stays as it was."""
+    message = (
+        "frozen: no serving object is changed or deleted until the operator can read "
+        + "; ".join(u.describe() for u in unreadable)
+    )
+    conds = conditions.set_condition(
+        list(old.conditions),
+        conditions.READY,
+        False,
+        "Unreadable",
+        message,
+        generation=generation,
+        now=now,
+    )
+    status = old.model_copy(update={"conditions": conds})
+    events: list[Event] = []
+    before = conditions.get_condition(old.conditions, conditions.READY)
+    if before is None or before.reason != "Unreadable" or before.message != message[:4000]:
+        for u in unreadable:
+            events.append(
+                Event(u.kind, u.name, u.uid, "Warning", "Unreadable", f"{u.describe()}; {message}")
+            )
+        if all(u.kind != "Model" for u in unreadable):
+            events.append(Event("Model", model_name, model_uid, "Warning", "Unreadable", message))
     if status.wire() == old.wire():
         return None, events
     return status, events

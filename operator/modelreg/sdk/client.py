@@ -740,7 +740,15 @@ class Client:
             self.archive(o.metadata.name)
             archived.append(o.metadata.name)
         if wait:
-            mv = self.wait(mv.metadata.name, phase=Phase.SERVING, timeout=timeout)
+            try:
+                mv = self.wait(mv.metadata.name, phase=Phase.SERVING, timeout=timeout)
+            except VersionBlocked as e:
+                # The versions archived above never stopped serving (the operator hands over
+                # only to a version that serves): ask for Production again, so spec and status
+                # agree, and say who serves.
+                for other in archived:
+                    self.set_stage(other, None, Stage.PRODUCTION)
+                raise VersionBlocked(f"{e}; {self._who_serves(model)}") from e
             if archive_previous:
                 for o in lower:
                     self.archive(o.metadata.name)
@@ -796,13 +804,44 @@ class Client:
                         "promote one first (modelreg promote MODEL VERSION)"
                     )
                 successor = previous
-        if successor.spec.stage != Stage.PRODUCTION:
+        refused = [
+            c
+            for c in successor.status.conditions
+            if c.type in ("ArtifactVerified", "GatesPassed") and c.status == "False"
+        ]
+        if _status_current(successor) and (successor.status.phase in _FAILED_PHASES or refused):
+            raise VersionBlocked(
+                f"{successor.metadata.name} cannot take over "
+                f"({successor.status.phase.value if successor.status.phase else 'no phase'}): "
+                f"{_why(successor)}; {current.metadata.name} keeps serving production"
+            )
+        asked_before = successor.spec.stage
+        if asked_before != Stage.PRODUCTION:
             self.set_stage(successor.metadata.name, None, Stage.PRODUCTION)
+        # Archiving the serving version does not stop it: the operator keeps it serving until the
+        # successor serves, and on if the successor cannot (Blocked, or its rollout fails).
         self.archive(current.metadata.name)
         target = self.get(successor.metadata.name)
         if wait:
-            target = self.wait(successor.metadata.name, phase=Phase.SERVING, timeout=timeout)
+            try:
+                target = self.wait(successor.metadata.name, phase=Phase.SERVING, timeout=timeout)
+            except VersionBlocked as e:
+                self.set_stage(current.metadata.name, None, Stage.PRODUCTION)
+                if asked_before != Stage.PRODUCTION:
+                    self.set_stage(successor.metadata.name, None, asked_before)
+                raise VersionBlocked(
+                    f"{e}; {current.metadata.name} keeps serving production"
+                ) from e
         return RollbackResult(current.metadata.name, successor.metadata.name, target)
+
+    def _who_serves(self, model: str) -> str:
+        try:
+            serving = self.get_model(model).status.production_version
+        except ModelregError:
+            return "production is unchanged"
+        if serving is None:
+            return "no version serves production"
+        return f"{version_name(model, serving)} keeps serving production"
 
     # -- waiting ----------------------------------------------------------------------------------
 
