@@ -593,3 +593,28 @@ def test_a_deployment_of_an_older_operator_is_handed_to_its_model(
         what="the Deployment handed to the Model",
     )
     assert _model_ready(reg, "credit")["reason"] == "Serving"
+
+
+def test_the_operator_refuses_an_impersonating_kubeconfig(kubeconfig: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    for user in config["users"]:
+        user["user"]["as"] = "alice"
+    path = tmp_path / "alice.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelreg.controller"],
+        env={**os.environ, "KUBECONFIG": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2
+    assert "impersonates 'alice'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -17,6 +17,7 @@ import sys
 import kopf
 from pydantic import ValidationError
 
+from modelreg.adapters import impersonation
 from modelreg.adapters import kube as k8s
 from modelreg.controller import metrics
 from modelreg.controller.handlers import install
@@ -63,6 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("kopf.objects", "urllib3", "botocore", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        acting = impersonation.from_kubeconfig(None, None)
+    except impersonation.ImpersonationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if acting:
+        # kopf's own connection cannot impersonate: the watches would run as the identity behind
+        # the kubeconfig and the writes as another one. One identity, or none.
+        print(
+            f"error: the kubeconfig's user impersonates {acting.user!r} (as/as-groups): the "
+            "operator acts only as its own identity; give it a kubeconfig without impersonation",
+            file=sys.stderr,
+        )
+        return 2
     try:
         api = k8s.api_client(pool=settings.api_qps_burst)
     except k8s.ConfigError as e:
