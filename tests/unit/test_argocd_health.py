@@ -33,6 +33,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "modelversion-ready.json": ("Healthy", "Ready"),
     "modelversion-rolling.json": ("Progressing", "1 of 2 replicas ready"),
     "modelversion-serving.json": ("Healthy", "serving production"),
+    "modelversion-serving-unavailable.json": ("Degraded", "has no ready pod"),
     "modelversion-superseded.json": ("Healthy", "Superseded"),
     "modelversion-blocked-sha256.json": ("Degraded", "sha256 does not match"),
     "modelversion-blocked-gates.json": ("Degraded", "gate auc failed"),
@@ -92,6 +93,10 @@ def expected_by_rule(obj: dict[str, Any]) -> str:
         return "Healthy" if ready["status"] == "True" else "Degraded"
     if stale:
         return "Progressing"
+    unwell = ("Unavailable", "RolloutFailed", "InvalidServingSpec")
+    if status.get("phase") == "Serving" and ready and ready["status"] == "False":
+        if ready["reason"] in unwell:
+            return "Degraded"
     return {
         "Serving": "Healthy", "Ready": "Healthy", "Archived": "Healthy", "Superseded": "Healthy",
         "Blocked": "Degraded", "Failed": "Degraded",
