@@ -618,3 +618,54 @@ def test_the_operator_refuses_an_impersonating_kubeconfig(kubeconfig: str, tmp_p
     assert proc.returncode == 2
     assert "impersonates 'alice'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_labelled_deployment_with_another_controller_is_never_touched(
+    reg: Registry, kubectl: Kubectl, namespace: str
+) -> None:
+    """modelreg's labels are not enough: a tenant's Deployment dressed up as a child is left alone."""
+    kubectl("-n", namespace, "create", "configmap", "decoy")
+    decoy = kubectl.get("configmap", "decoy", namespace)
+    assert decoy is not None
+    labels = {
+        "app.kubernetes.io/managed-by": "modelreg",
+        "modelreg.dev/model": "credit",
+        "modelreg.dev/version": "1",
+    }
+    theirs = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "credit-v1",
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": "decoy",
+                    "uid": decoy["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "theirs"}},
+            "template": {
+                "metadata": {"labels": {"app": "theirs"}},
+                "spec": {"containers": [{"name": "c", "image": "example.invalid/theirs:1"}]},
+            },
+        },
+    }
+    kubectl.apply(theirs)
+    reg.model()
+    reg.version("credit", 1, "Production")
+    cond = _wait_model_reason(reg, "credit", "NameConflict")
+    assert "controlled by ConfigMap decoy" in cond["message"]
+    reg.stage("credit", 1, "Archived")  # nothing asks for Production: still not deleted
+    time.sleep(5)
+    dep = kubectl.get("deployment", "credit-v1", namespace)
+    assert dep is not None
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "example.invalid/theirs:1"
+    assert "modelreg" not in _managers(kubectl, "deployment", "credit-v1", namespace)
