@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
-from modelreg.runtime.errors import BadRequest
+from modelreg.runtime.errors import BadRequest, PayloadTooLarge
 
 # v2 datatype <-> numpy dtype (little-endian, as the binary extension requires).
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -96,6 +97,29 @@ class InferRequest:
     @property
     def elements(self) -> int:
         return sum(t.array.size for t in self.inputs)
+
+
+ENCODINGS = (b"gzip", b"deflate")
+"""Content-Encodings a request body may use (besides none/identity)."""
+
+
+def too_large(cap: int) -> str:
+    return f"the request body is larger than the limit of {cap} bytes (MODELREG_MAX_REQUEST_BYTES)"
+
+
+def decompress(body: bytes, encoding: bytes, cap: int) -> bytes:
+    """Inflate a gzip or deflate body, refusing more than `cap` bytes of output."""
+    # wbits 32+15 accepts both gzip and zlib framing.
+    inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, cap + 1)
+    except zlib.error as e:
+        raise BadRequest(f"the {encoding.decode()} body cannot be decompressed: {e}") from None
+    if len(out) > cap or inflater.unconsumed_tail:
+        raise PayloadTooLarge(too_large(cap))
+    if not inflater.eof:
+        raise BadRequest(f"the {encoding.decode()} body is truncated")
+    return out
 
 
 def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:
@@ -326,6 +350,11 @@ class OutputTensor:
     name: str
     array: np.ndarray[Any, Any]
     binary: bool = False
+
+
+def json_size_estimate(outputs: list[OutputTensor]) -> int:
+    """A rough size of the JSON `encode_response` writes: 8 bytes per element not sent binary."""
+    return 8 * sum(o.array.size for o in outputs if not o.binary)
 
 
 def encode_response(

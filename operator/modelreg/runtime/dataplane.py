@@ -5,15 +5,21 @@ carried by the errors it raises (`modelreg.runtime.errors`). Start-up is `load()
 artifact through `modelreg.adapters.objectstore` into MODELREG_MODEL_DIR with the sha256 checked
 on the way (or check a local file), refuse unsafe formats before any byte is fetched, and only then
 deserialise. Until that has succeeded every model endpoint answers 503.
+
+Inference never blocks the event loop: a small request (MODELREG_INLINE_MAX_BYTES) is answered on
+the loop in tens of microseconds; every other one is admitted by, and runs in, the bounded
+`modelreg.runtime.executor` (503 with Retry-After when it is full).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import hashlib
 import importlib.metadata
 import logging
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +35,18 @@ from modelreg.adapters.objectstore import (
 )
 from modelreg.runtime import codec
 from modelreg.runtime.errors import BadRequest, ModelLoadError, NotFound, NotReady
+from modelreg.runtime.executor import Admission, Executor
 from modelreg.runtime.loaders import LoadedModel, LoadOptions, load_model, refuse_unsafe
 from modelreg.runtime.settings import ArtifactFormat, RuntimeSettings
 
 log = logging.getLogger(__name__)
+
+# A prediction answered on the event loop must be cheap. After the first two, the CPU time of the
+# last few is kept; when their median is above this budget, every request goes to the executor
+# from then on. The median: a garbage collection during one call does not count.
+INLINE_BUDGET_SECONDS = 0.001
+_INLINE_WARMUP = 2
+_INLINE_WINDOW = 9
 
 SERVER_NAME = "modelreg"
 EXTENSIONS = ("binary_tensor_data",)
@@ -65,7 +79,17 @@ class DataPlane:
             threads=settings.intra_op_threads,
         )
         self._inline_max = settings.inline_max_elements
+        self._inline_max_bytes = settings.inline_max_bytes
+        self._inline_calls = 0
+        self._inline_costs: collections.deque[float] = collections.deque(maxlen=_INLINE_WINDOW)
+        self._max_request_bytes = settings.max_request_bytes
         self._metadata: bytes = b""
+        self.executor = Executor(
+            workers=settings.workers,
+            max_queue=settings.max_queue,
+            retry_after=settings.retry_after_seconds,
+            process_min_bytes=settings.codec_process_min_bytes,
+        )
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -203,29 +227,123 @@ class DataPlane:
         self.resolve(name, version)
         return codec.dumps({"name": self.name, "ready": True})
 
+    def admit(
+        self, name: str, version: str | None, length: int | None, encoding: bytes
+    ) -> Admission | None:
+        """Before the body is read: None when the request is answered on the event loop (a small
+        uncompressed body), else its admission to the executor. Raises Overloaded (503) when
+        the executor is full, NotFound/NotReady as `resolve` does."""
+        self.resolve(name, version)
+        if length is not None and length <= self._inline_max_bytes and not encoding:
+            return None
+        return self.executor.admit()
+
     async def infer(
-        self, name: str, version: str | None, body: bytes, header_length: int | None
+        self,
+        name: str,
+        version: str | None,
+        body: bytes,
+        header_length: int | None,
+        encoding: bytes = b"",
+        *,
+        inline: bool = False,
     ) -> tuple[bytes, int | None]:
+        """The response body (and its JSON header's length when binary tensors follow).
+
+        `inline` only for a request `admit` returned None for; otherwise the caller holds its
+        admission while this runs."""
         model = self.resolve(name, version)
+        if not inline:
+            return await self._in_executor(model, body, header_length, encoding)
         request = codec.decode_request(body, header_length)
-        if request.outputs is None:
-            names = list(model.output_names)
-            binary = dict.fromkeys(names, request.binary_output)
-        else:
-            names = [o.name for o in request.outputs]
-            if len(set(names)) != len(names):
-                raise BadRequest("an output is requested twice")
-            model.check_outputs(names)
-            binary = {o.name: o.binary for o in request.outputs}
-        arrays = {t.name: t.array for t in request.inputs}
-        # A prediction on a few rows takes microseconds, less than a hop to a thread; big
-        # batches go to a thread so health checks and other requests keep flowing.
-        if request.elements <= self._inline_max:
-            results = model.predict(arrays, names)
-        else:
-            results = await asyncio.to_thread(model.predict, arrays, names)
+        if request.elements > self._inline_max:
+            with self.executor.admit():
+                return await self._in_executor(model, body, header_length, encoding, request)
+        names, binary = _requested_outputs(model, request)
+        started = time.thread_time()  # CPU time: being preempted is not the model's cost
+        results = model.predict({t.name: t.array for t in request.inputs}, names)
+        self._track_inline(time.thread_time() - started)
         outputs = [codec.OutputTensor(n, results[n], binary[n]) for n in names]
         return codec.encode_response(self.name, self.version, request.id, outputs)
+
+    @property
+    def inlines(self) -> bool:
+        """Whether small requests are still answered on the event loop."""
+        return self._inline_max_bytes > 0
+
+    def _track_inline(self, seconds: float) -> None:
+        self._inline_calls += 1
+        if self._inline_calls <= _INLINE_WARMUP:
+            return  # first calls allocate and warm caches
+        costs = self._inline_costs
+        costs.append(seconds)
+        if len(costs) < _INLINE_WINDOW or self._inline_max_bytes == 0:
+            return
+        median = statistics.median(costs)
+        if median > INLINE_BUDGET_SECONDS:
+            self._inline_max_bytes = 0
+            log.warning(
+                "predictions on small requests take %.1f ms of CPU (median of the last %d), "
+                "more than the event loop can spare: from now on every request runs in the "
+                "executor",
+                median * 1000,
+                len(costs),
+            )
+
+    async def _in_executor(
+        self,
+        model: LoadedModel,
+        body: bytes,
+        header_length: int | None,
+        encoding: bytes,
+        request: codec.InferRequest | None = None,
+    ) -> tuple[bytes, int | None]:
+        ex = self.executor
+        async with ex.slot():
+            if request is None:
+                request = await self._decode(body, header_length, encoding)
+            names, binary = _requested_outputs(model, request)
+            arrays = {t.name: t.array for t in request.inputs}
+            results = await ex.thread(model.predict, arrays, names)
+            outputs = [codec.OutputTensor(n, results[n], binary[n]) for n in names]
+            args = (self.name, self.version, request.id, outputs)
+            # Not string tensors: pickling Python strings to a process costs more than writing.
+            strings = any(o.array.dtype.kind == "O" for o in outputs)
+            if not strings and ex.offloads(codec.json_size_estimate(outputs)):
+                response: tuple[bytes, int | None] = await ex.process("encode_response", *args)
+                return response
+            return await ex.thread(codec.encode_response, *args)
+
+    async def _decode(
+        self, body: bytes, header_length: int | None, encoding: bytes
+    ) -> codec.InferRequest:
+        """Decompress and decode in the executor: large JSON in a worker process."""
+        ex = self.executor
+        if encoding:
+            body = await ex.thread(codec.decompress, body, encoding, self._max_request_bytes)
+        json_bytes = len(body) if header_length is None else min(header_length, len(body))
+        if ex.offloads(json_bytes):
+            request: codec.InferRequest = await ex.process("decode_request", body, header_length)
+            return request
+        return await ex.thread(codec.decode_request, body, header_length)
+
+    def close(self) -> None:
+        """Stop the executor's pools (at shutdown, after the requests in flight)."""
+        self.executor.close()
+
+
+def _requested_outputs(
+    model: LoadedModel, request: codec.InferRequest
+) -> tuple[list[str], dict[str, bool]]:
+    """The output names to compute, and for each whether it is sent as binary data."""
+    if request.outputs is None:
+        names = list(model.output_names)
+        return names, dict.fromkeys(names, request.binary_output)
+    names = [o.name for o in request.outputs]
+    if len(set(names)) != len(names):
+        raise BadRequest("an output is requested twice")
+    model.check_outputs(names)
+    return names, {o.name: o.binary for o in request.outputs}
 
 
 def _secret(value: Any) -> str | None:

@@ -54,6 +54,16 @@ class NotReady(InferenceError):
     status = 503
 
 
+class Overloaded(InferenceError):
+    """Every worker is busy and the queue is full: 503, and the client should retry later."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PredictionFailed(InferenceError):
     """The model itself raised on valid-looking input; the message names the model's complaint."""
 

@@ -6,13 +6,16 @@ cap, calls `DataPlane`, and maps every error in one place (`_respond_error`) to
 `{"error": "<message>"}` with the status the error carries. No framework sits in between: at a
 few hundred microseconds per request, routing and middleware layers would be a visible share of
 the latency, and this surface is small and fixed.
+
+Nothing here is CPU-bound: health, metadata and readiness answer from memory, and an inference
+request is admitted (`DataPlane.admit`) from its headers alone, before its body is read. When the
+executor is full it gets 503 with `Retry-After` at once; its body is then discarded unread.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -23,6 +26,7 @@ from modelreg.runtime.errors import (
     InferenceError,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
@@ -140,14 +144,18 @@ class RuntimeApp:
             if tail == ["infer"]:
                 endpoint = "infer"
                 _require(method, "POST")
+                length, header_length, encoding = _request_head(scope, self.max_request_bytes)
+                admission = self.plane.admit(name, version, length, encoding)
                 metrics.started()
                 try:
-                    body, header_length = await self._read_body(scope, receive)
+                    body = await self._read_body(receive)
                     payload, response_header_length = await self.plane.infer(
-                        name, version, body, header_length
+                        name, version, body, header_length, encoding, inline=admission is None
                     )
                 finally:
                     metrics.finished()
+                    if admission is not None:
+                        admission.release()
                 if response_header_length is None:
                     await _send(send, 200, payload)
                 else:
@@ -171,6 +179,8 @@ class RuntimeApp:
             status = 200
         except InferenceError as e:
             status = e.status
+            if isinstance(e, Overloaded):
+                metrics.rejected(endpoint)
             await _respond_error(send, e)
         except _ClientGone:
             status = 499  # nginx's "client closed request"; nothing can be sent
@@ -181,20 +191,9 @@ class RuntimeApp:
         finally:
             metrics.observe(endpoint, status, time.perf_counter() - started)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
+    async def _read_body(self, receive: Receive) -> bytes:
+        """The raw body (still compressed, if it is), refused above the size cap."""
         cap = self.max_request_bytes
-        length: int | None = None
-        header_length: int | None = None
-        encoding = b""
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                length = _int_header(value, "Content-Length")
-            elif key == _HEADER_LEN:
-                header_length = _int_header(value, "Inference-Header-Content-Length")
-            elif key == b"content-encoding":
-                encoding = value.strip().lower()
-        if length is not None and length > cap:
-            raise PayloadTooLarge(_too_large(cap))
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _ClientGone
@@ -209,16 +208,14 @@ class RuntimeApp:
                 chunk = message.get("body", b"")
                 total += len(chunk)
                 if total > cap:
-                    raise PayloadTooLarge(_too_large(cap))
+                    raise PayloadTooLarge(codec.too_large(cap))
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
         elif len(body) > cap:
-            raise PayloadTooLarge(_too_large(cap))
-        if encoding and encoding != b"identity":
-            body = _decompress(body, encoding, cap)
-        return body, header_length
+            raise PayloadTooLarge(codec.too_large(cap))
+        return body
 
 
 def create_app(
@@ -258,27 +255,29 @@ def _int_header(value: bytes, name: str) -> int:
     return n
 
 
-def _too_large(cap: int) -> str:
-    return f"the request body is larger than the limit of {cap} bytes (MODELREG_MAX_REQUEST_BYTES)"
-
-
-def _decompress(body: bytes, encoding: bytes, cap: int) -> bytes:
-    if encoding not in (b"gzip", b"deflate"):
+def _request_head(scope: Scope, cap: int) -> tuple[int | None, int | None, bytes]:
+    """Content-Length, Inference-Header-Content-Length and Content-Encoding ('' for none),
+    checked before the body is read."""
+    length: int | None = None
+    header_length: int | None = None
+    encoding = b""
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            length = _int_header(value, "Content-Length")
+        elif key == _HEADER_LEN:
+            header_length = _int_header(value, "Inference-Header-Content-Length")
+        elif key == b"content-encoding":
+            encoding = value.strip().lower()
+    if length is not None and length > cap:
+        raise PayloadTooLarge(codec.too_large(cap))
+    if encoding == b"identity":
+        encoding = b""
+    elif encoding and encoding not in codec.ENCODINGS:
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding.decode(errors='replace')!r} is not supported; use "
             "gzip, deflate or none"
         )
-    # wbits 32+15 accepts both gzip and zlib framing.
-    inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, cap + 1)
-    except zlib.error as e:
-        raise BadRequest(f"the {encoding.decode()} body cannot be decompressed: {e}") from None
-    if len(out) > cap or inflater.unconsumed_tail:
-        raise PayloadTooLarge(_too_large(cap))
-    if not inflater.eof:
-        raise BadRequest(f"the {encoding.decode()} body is truncated")
-    return out
+    return length, header_length, encoding
 
 
 async def _send(
@@ -302,4 +301,6 @@ async def _respond_error(send: Send, error: InferenceError) -> None:
         extra = ((b"connection", b"close"),)
     elif isinstance(error, MethodNotAllowed):
         extra = ((b"allow", error.allowed.encode()),)
+    elif isinstance(error, Overloaded):
+        extra = ((b"retry-after", str(error.retry_after).encode()),)
     await _send(send, error.status, codec.dumps({"error": error.message}), _JSON, extra)

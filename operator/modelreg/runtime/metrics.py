@@ -7,6 +7,8 @@ do not drown the traffic). Each server has its own registry: tests can run sever
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -36,7 +38,9 @@ LATENCY_BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, model: str, version: str) -> None:
+    def __init__(
+        self, model: str, version: str, *, queued: Callable[[], float] | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._model = model
         self._version = version
@@ -66,6 +70,22 @@ class Metrics:
             ("model", "version"),
             registry=self.registry,
         ).labels(model, version)
+        self._rejected = Counter(
+            "modelreg_runtime_rejected_requests",
+            "Requests refused with 503 and Retry-After because every worker was busy and the "
+            "queue full (MODELREG_WORKERS, MODELREG_MAX_QUEUE), by endpoint.",
+            ("model", "version", "endpoint", "reason"),
+            registry=self.registry,
+        )
+        queued_gauge = Gauge(
+            "modelreg_runtime_requests_queued",
+            "Requests admitted to the executor and not running yet (body being read, or waiting "
+            "for a worker).",
+            ("model", "version"),
+            registry=self.registry,
+        ).labels(model, version)
+        if queued is not None:
+            queued_gauge.set_function(queued)
         # Label lookups cost more than the increments; keep the children.
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
@@ -78,6 +98,9 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def rejected(self, endpoint: str) -> None:
+        self._rejected.labels(self._model, self._version, endpoint, "overloaded").inc()
 
     def started(self) -> None:
         self._in_flight.inc()

@@ -12,7 +12,7 @@ Callers:
 The server binds first and loads second: liveness answers while the artifact downloads, and
 readiness (and every model endpoint) is 503 until the digest has been checked and the model
 loaded. On SIGTERM uvicorn stops accepting connections and lets the requests in flight finish
-(up to MODELREG_GRACEFUL_TIMEOUT_SECONDS).
+(up to MODELREG_GRACEFUL_TIMEOUT_SECONDS), then the executor's threads and processes stop.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ class RuntimeServer:
     def __init__(self, settings: RuntimeSettings, *, plane: DataPlane | None = None) -> None:
         self.settings = settings
         self.plane = plane or DataPlane(settings)
-        self.metrics = Metrics(self.plane.name, self.plane.version)
+        executor = self.plane.executor
+        self.metrics = Metrics(
+            self.plane.name, self.plane.version, queued=lambda: float(executor.queued)
+        )
         self.exit_code = EXIT_OK
         self._load_task: asyncio.Task[None] | None = None
         self.app: RuntimeApp = create_app(
@@ -132,6 +135,8 @@ class RuntimeServer:
             self._load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._load_task
+        # uvicorn has drained the requests in flight before the lifespan shutdown.
+        self.plane.close()
 
 
 def _ignore_signal(signum: int, frame: object) -> None:

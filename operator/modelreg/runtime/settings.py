@@ -113,11 +113,47 @@ class RuntimeSettings(BaseSettings):
     max_request_bytes: int = Field(
         default=16 * MIB, ge=1024, description="Largest request body accepted (413 above)."
     )
+    inline_max_bytes: int = Field(
+        default=16 * 1024,
+        ge=0,
+        description="Uncompressed requests whose Content-Length is at most this are decoded, "
+        "predicted and encoded on the event loop: tens of microseconds, less than a hop to a "
+        "worker. Larger, compressed or chunked ones go to the bounded executor (MODELREG_WORKERS, "
+        "MODELREG_MAX_QUEUE). If the model's predictions on small requests take more than 1 ms "
+        "of CPU (median), every request goes to the executor from then on. 0: always.",
+    )
     inline_max_elements: int = Field(
         default=16384,
         ge=0,
-        description="Requests with at most this many input elements are predicted on the event "
-        "loop (a thread hop costs more than a small prediction); larger ones in a thread.",
+        description="A small request (MODELREG_INLINE_MAX_BYTES) with more input elements than "
+        "this is predicted in the executor after all.",
+    )
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Requests processed at once by the executor (decoding, prediction, encoding); "
+        "set it to the pod's CPU count. Each prediction uses MODELREG_INTRA_OP_THREADS.",
+    )
+    max_queue: int = Field(
+        default=16,
+        ge=0,
+        description="Requests admitted beyond MODELREG_WORKERS, waiting for a worker (their "
+        "bodies in memory). When workers and queue are full a request gets 503 with Retry-After.",
+    )
+    retry_after_seconds: int = Field(
+        default=1,
+        ge=0,
+        description="The Retry-After header of a 503 sent because the executor is full.",
+    )
+    codec_process_min_bytes: int = Field(
+        default=1 * MIB,
+        ge=0,
+        description="JSON request bodies (or the JSON header of a binary request) larger than "
+        "this are parsed in a worker process, and JSON responses estimated larger than this "
+        "(8 bytes per element) are written there: the JSON parser holds the interpreter lock "
+        "for about 7 ms per MiB, which would stall the event loop from a thread. Up to "
+        "MODELREG_WORKERS processes, started when first needed. 0 keeps all decoding in threads.",
     )
     intra_op_threads: int = Field(
         default=1,
