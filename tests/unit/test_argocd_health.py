@@ -94,9 +94,9 @@ def expected_by_rule(obj: dict[str, Any]) -> str:
     if stale:
         return "Progressing"
     unwell = ("Unavailable", "RolloutFailed", "InvalidServingSpec")
-    if status.get("phase") == "Serving" and ready and ready["status"] == "False":
-        if ready["reason"] in unwell:
-            return "Degraded"
+    serving = status.get("phase") == "Serving"
+    if serving and ready and ready["status"] == "False" and ready["reason"] in unwell:
+        return "Degraded"
     return {
         "Serving": "Healthy", "Ready": "Healthy", "Archived": "Healthy", "Superseded": "Healthy",
         "Blocked": "Degraded", "Failed": "Degraded",

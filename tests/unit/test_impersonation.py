@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -179,3 +180,18 @@ def test_api_client_maps_impersonation_errors_to_config_errors(tmp_path: Path) -
     path = kubeconfig(tmp_path, "http://127.0.0.1:9", **{"as-groups": ["g"]})
     with pytest.raises(k.ConfigError, match="needs a user to impersonate"):
         k.api_client(path)
+
+
+def test_no_kubeconfig_file_impersonates_nobody(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a pod there is no kubeconfig, only the service account: the operator's start-up check
+    must find nobody impersonated instead of failing on the missing file."""
+    from modelreg.adapters import impersonation
+
+    missing = tmp_path / "none"
+    monkeypatch.setattr(
+        impersonation, "KUBE_CONFIG_DEFAULT_LOCATION", f"{missing}{os.pathsep}{missing}-2"
+    )
+    assert not impersonation.from_kubeconfig(None, None)
+    assert not impersonation.from_kubeconfig(str(missing), None)

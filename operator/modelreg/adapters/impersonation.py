@@ -11,6 +11,7 @@ subclass of its REST client that sends them as a urllib3 `HTTPHeaderDict`, one l
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,8 +93,11 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
 
 def from_kubeconfig(kubeconfig: str | None, context: str | None) -> Impersonation:
     """The impersonation fields of the user of `context` (else the current context), read from
-    the same merged kubeconfig that `config.load_kube_config` loads."""
+    the same merged kubeconfig that `config.load_kube_config` loads. No kubeconfig file at all
+    (a pod using its service account) impersonates nobody."""
     path = kubeconfig or KUBE_CONFIG_DEFAULT_LOCATION
+    if not any(os.path.isfile(os.path.expanduser(p)) for p in path.split(os.pathsep) if p):
+        return Impersonation()
     contexts, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
     chosen = active
     if context:
