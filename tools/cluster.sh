@@ -107,7 +107,9 @@ stop_s3() {
 }
 
 start_s3() {
-  mkdir -p "$s3dir/data"
+  # A versioning directory lets a bucket turn S3 versioning on (the 'models' bucket does not; the
+  # tests that need VersionIds create their own versioned bucket).
+  mkdir -p "$s3dir/data" "$s3dir/versions"
   local port=${MODELREG_S3_PORT:-}
   if [ -n "$port" ]; then
     port_busy "$port" && die "port $port (MODELREG_S3_PORT) is already in use on 127.0.0.1: free it or pick another"
@@ -126,7 +128,7 @@ start_s3() {
   fi
   # Credentials go through the environment, not argv, so `ps` does not show them.
   ROOT_ACCESS_KEY="$ak" ROOT_SECRET_KEY="$sk" VGW_PORT="127.0.0.1:$port" VGW_REGION=us-east-1 \
-    nohup "$bin/versitygw" posix "$s3dir/data" >"$s3dir/log" 2>&1 9>&- &
+    VGW_VERSIONING_DIR="$s3dir/versions" nohup "$bin/versitygw" posix "$s3dir/data" >"$s3dir/log" 2>&1 9>&- &
   echo $! >"$s3dir/pid"
   echo "$port" >"$s3dir/port"
   # With a real node the pods must reach the store too: name it by the bridge address, which

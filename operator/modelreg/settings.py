@@ -7,7 +7,7 @@ it down; domain code never reads `os.environ`. The model server has its own sett
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -63,4 +63,46 @@ class OperatorSettings(BaseSettings):
     runtime_allow_pickle: bool = Field(
         default=False,
         description="Let the builtin runtime load format 'sklearn' (pickle/joblib runs code).",
+    )
+    allow_ambient_credentials: bool = Field(
+        default=False,
+        description=(
+            "Verify artifacts of a Model without spec.storage.secretRef with the operator's own "
+            "credentials (its environment, IRSA, instance metadata). Off: such a version is "
+            "Blocked with reason CredentialsRequired, so no tenant borrows the operator's access."
+        ),
+    )
+    allowed_endpoint_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Hosts a Model's spec.storage.endpoint may name: 'host', 'host:port' or "
+            "'*.suffix' (JSON list in the environment); any host when empty. Link-local and "
+            "cloud metadata addresses are refused whatever this says."
+        ),
+    )
+    artifact_confirm_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "How long a confirmation (a HEAD that finds the verified ETag and VersionId) lasts; "
+            "entering Staging or Production always confirms again."
+        ),
+    )
+    seal_key: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Key of the HMAC that seals status.artifact (the chart keeps it in a Secret); a "
+            "recorded verdict whose seal does not match is never trusted. Empty: a random key "
+            "per process, so every artifact is hashed again after a restart."
+        ),
+    )
+    seal_secret: str = Field(
+        default="",
+        description=(
+            "Name of the Secret, in seal_namespace, that keeps the seal key; created with a "
+            "random key when missing. Used when seal_key is empty (the chart sets both names)."
+        ),
+    )
+    seal_namespace: str = Field(
+        default="", description="The operator's own namespace, where seal_secret lives."
     )

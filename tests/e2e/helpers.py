@@ -173,6 +173,9 @@ class OperatorProcess:
             # Each operator binds its own ports: 0 disables metrics, liveness goes to a free port.
             "MODELREG_METRICS_PORT": "0",
             "MODELREG_LIVENESS_ENDPOINT": "",
+            # One seal key across restarts, as the chart's Secret gives the operator: a restart
+            # trusts the verdicts it sealed before.
+            "MODELREG_SEAL_KEY": "e2e-seal-key",
             **self.extra_env,
         }
         self.starts += 1

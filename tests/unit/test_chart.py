@@ -10,6 +10,7 @@ Needs .dev/bin/helm (`make tools`); e2e/test_helm.py installs the chart into a r
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -229,15 +230,55 @@ def test_all_namespaces_operator_rbac_is_exactly_what_it_needs() -> None:
     binding = only(objs, "ClusterRoleBinding", "modelreg-operator")
     assert binding["roleRef"]["name"] == "modelreg-operator"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelreg", "namespace": NS}]
-    assert not of_kind(objs, "Role")
-    assert not of_kind(objs, "RoleBinding")
+    assert [r["metadata"]["name"] for r in of_kind(objs, "Role")] == ["modelreg-seal"]
+    assert [b["metadata"]["name"] for b in of_kind(objs, "RoleBinding")] == ["modelreg-seal"]
+
+
+def test_the_seal_role_reads_one_secret_of_the_operator_namespace() -> None:
+    """The seal key's Secret: get by name, create (RBAC cannot name what is created), in the
+    release namespace only; the operator learns where from the downward API."""
+    objs = render("--set-json", 'watchNamespaces=["a"]')
+    role = only(objs, "Role", "modelreg-seal")
+    assert role["metadata"]["namespace"] == NS
+    assert role["rules"] == [
+        {"apiGroups": [CORE], "resources": ["secrets"], "resourceNames": ["modelreg-seal"],
+         "verbs": ["get"]},
+        {"apiGroups": [CORE], "resources": ["secrets"], "verbs": ["create"]},
+    ]  # fmt: skip
+    binding = only(objs, "RoleBinding", "modelreg-seal")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelreg", "namespace": NS}]
+    (c,) = only(objs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["MODELREG_SEAL_SECRET"]["value"] == "modelreg-seal"
+    assert env["MODELREG_SEAL_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert env["MODELREG_ALLOW_AMBIENT_CREDENTIALS"]["value"] == "false"
+    assert env["MODELREG_ALLOWED_ENDPOINT_HOSTS"]["value"] == "[]"
+
+
+def test_endpoint_and_credential_policy_values_reach_the_operator() -> None:
+    objs = render(
+        "--set-json", 'operator.allowedEndpointHosts=["s3.internal:9000","*.corp.example"]',
+        "--set", "operator.allowAmbientCredentials=true",
+        "--set", "operator.artifactConfirmSeconds=60",
+    )  # fmt: skip
+    (c,) = only(objs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert json.loads(env["MODELREG_ALLOWED_ENDPOINT_HOSTS"]) == [
+        "s3.internal:9000",
+        "*.corp.example",
+    ]
+    assert env["MODELREG_ALLOW_AMBIENT_CREDENTIALS"] == "true"
+    assert env["MODELREG_ARTIFACT_CONFIRM_SECONDS"] == "60"
 
 
 def test_no_role_may_list_or_watch_secrets() -> None:
     for objs in (render(), render("--set-json", 'watchNamespaces=["a"]')):
         for role in of_kind(objs, "ClusterRole") + of_kind(objs, "Role"):
             secret_verbs = {v for g, r, v in triples(role["rules"]) if (g, r) == (CORE, "secrets")}
-            assert secret_verbs <= {"get"}, (role["metadata"]["name"], secret_verbs)
+            allowed = {"get", "create"} if role["metadata"]["name"] == "modelreg-seal" else {"get"}
+            assert secret_verbs <= allowed, (role["metadata"]["name"], secret_verbs)
 
 
 def test_watch_namespaces_switches_to_namespaced_roles() -> None:
@@ -245,11 +286,11 @@ def test_watch_namespaces_switches_to_namespaced_roles() -> None:
     cluster_role = only(objs, "ClusterRole", "modelreg-operator")
     # Cluster-wide only what Kopf needs to find its resources and namespaces: no Secrets.
     assert triples(cluster_role["rules"]) == CRD_DISCOVERY | NAMESPACE_DISCOVERY
-    roles = of_kind(objs, "Role")
+    roles = [r for r in of_kind(objs, "Role") if r["metadata"]["name"] != "modelreg-seal"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert triples(role["rules"]) == NAMESPACED_OPERATOR_RULES
-    bindings = of_kind(objs, "RoleBinding")
+    bindings = [b for b in of_kind(objs, "RoleBinding") if b["metadata"]["name"] != "modelreg-seal"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for b in bindings:
         assert b["roleRef"] == {

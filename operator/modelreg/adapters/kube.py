@@ -237,6 +237,32 @@ class Kube:
         secret = self._do(self.core.read_namespaced_secret, name, namespace)
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
+    def seal_key(self, namespace: str, name: str) -> str:
+        """The operator's seal key, kept in the Secret `name` of its own namespace: read it, or
+        create it with a random key the first time (a racing replica's key wins, both read it).
+        The key never leaves the operator's namespace, and no Model's tenant can read it."""
+        import base64  # noqa: PLC0415
+        import secrets  # noqa: PLC0415
+
+        try:
+            key = self.get_secret_data(namespace, name).get("key", "")
+        except NotFound:
+            key = ""
+            body = client.V1Secret(
+                metadata=client.V1ObjectMeta(
+                    name=name,
+                    labels={"app.kubernetes.io/managed-by": "modelreg"},
+                ),
+                type="Opaque",
+                data={"key": base64.b64encode(secrets.token_hex(32).encode()).decode()},
+            )
+            with contextlib.suppress(Conflict):  # another replica created it first
+                self._do(self.core.create_namespaced_secret, namespace, body)
+            key = self.get_secret_data(namespace, name).get("key", "")
+        if not key:
+            raise KubeError(f"the seal Secret {namespace}/{name} has no data key 'key'")
+        return key
+
     def apply_deployment(self, namespace: str, body: Body) -> Body:
         """Server-side apply of the whole Deployment as field manager `modelreg`: a field the
         operator no longer sets (an env entry, a limit, a nodeSelector key) is removed."""

@@ -30,6 +30,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from modelreg.adapters import endpoints
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -37,6 +39,7 @@ __all__ = [
     "AccessDenied",
     "Digest",
     "DigestMismatch",
+    "EndpointNotAllowed",
     "InvalidURI",
     "ObjectInfo",
     "ObjectNotFound",
@@ -107,6 +110,10 @@ class AccessDenied(StoreError):
 
 class StoreUnavailable(StoreError):
     """A transient failure: connection refused/reset, timeout, 5xx, throttling. Retry later."""
+
+
+class EndpointNotAllowed(StoreError):
+    """The endpoint is refused by the operator's endpoint policy (`adapters.endpoints`)."""
 
 
 class DigestMismatch(StoreError):
@@ -220,6 +227,7 @@ class StoreConfig:
 class ObjectInfo:
     size: int
     etag: str
+    version_id: str | None = None  # S3 VersionId, in a versioned bucket only
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,7 @@ class Digest:
     sha256: str
     size: int
     etag: str
+    version_id: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -271,10 +280,14 @@ class ObjectStore:
                 aws_secret_access_key=config.secret_access_key,
                 config=boto_config,
             )
+            # Every connection resolves its host and refuses link-local and metadata addresses.
+            endpoints.guard_client(self._client)
         except (botocore.exceptions.BotoCoreError, ValueError) as e:
             raise StoreError(
                 f"cannot configure the object-store client: {self._scrub(str(e))}"
             ) from e
+        except endpoints.EndpointRefused as e:
+            raise EndpointNotAllowed(str(e)) from e
 
     def __repr__(self) -> str:
         return f"ObjectStore({self._config!r})"
@@ -282,21 +295,25 @@ class ObjectStore:
     # -- public API --------------------------------------------------------------------------
 
     async def head(self, uri: str) -> ObjectInfo:
-        """Size and ETag of the object at `uri`."""
+        """Size, ETag and VersionId of the current object at `uri`."""
         loc = S3Location.parse(uri)
         return await asyncio.to_thread(self._head, loc)
 
     async def sha256(self, uri: str) -> Digest:
-        """Stream the object and return its sha256 (hex), size and ETag. Constant memory."""
+        """Stream the object and return its sha256 (hex), size, ETag and VersionId. Constant
+        memory."""
         loc = S3Location.parse(uri)
         return await asyncio.to_thread(self._hash_object, loc, None)
 
-    async def download(self, uri: str, dest: Path, expected_sha256: str) -> Digest:
-        """Fetch `uri` to `dest`, verified: the bytes land at `dest` only if their sha256 is
-        `expected_sha256`; otherwise nothing is left behind and DigestMismatch is raised."""
+    async def download(
+        self, uri: str, dest: Path, expected_sha256: str, version_id: str | None = None
+    ) -> Digest:
+        """Fetch `uri` (the given S3 VersionId of it, when there is one) to `dest`, verified: the
+        bytes land at `dest` only if their sha256 is `expected_sha256`; otherwise nothing is left
+        behind and DigestMismatch is raised."""
         loc = S3Location.parse(uri)
         expected = _normalize_sha256(expected_sha256)
-        return await asyncio.to_thread(self._download, loc, Path(dest), expected)
+        return await asyncio.to_thread(self._download, loc, Path(dest), expected, version_id)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -309,14 +326,23 @@ class ObjectStore:
             resp = self._client.head_object(Bucket=loc.bucket, Key=loc.key)
         except Exception as e:  # translated, never leaked
             self._translate(e, loc, "head")
-        return ObjectInfo(size=int(resp["ContentLength"]), etag=_etag(resp.get("ETag")))
+        return ObjectInfo(
+            size=int(resp["ContentLength"]),
+            etag=_etag(resp.get("ETag")),
+            version_id=_version_id(resp.get("VersionId")),
+        )
 
-    def _hash_object(self, loc: S3Location, sink: IO[bytes] | None) -> Digest:
+    def _hash_object(
+        self, loc: S3Location, sink: IO[bytes] | None, version_id: str | None = None
+    ) -> Digest:
         """GET the object, hash it in chunks, and write each chunk to `sink` if given."""
         h = hashlib.sha256()
         size = 0
         try:
-            resp = self._client.get_object(Bucket=loc.bucket, Key=loc.key)
+            if version_id:
+                resp = self._client.get_object(Bucket=loc.bucket, Key=loc.key, VersionId=version_id)
+            else:
+                resp = self._client.get_object(Bucket=loc.bucket, Key=loc.key)
         except Exception as e:
             self._translate(e, loc, "get")
         body = resp["Body"]
@@ -338,9 +364,16 @@ class ObjectStore:
             raise StoreUnavailable(
                 f"read {size} of {expected_size} bytes of {loc.uri()}: the transfer was cut short"
             )
-        return Digest(sha256=h.hexdigest(), size=size, etag=_etag(resp.get("ETag")))
+        return Digest(
+            sha256=h.hexdigest(),
+            size=size,
+            etag=_etag(resp.get("ETag")),
+            version_id=_version_id(resp.get("VersionId")),
+        )
 
-    def _download(self, loc: S3Location, dest: Path, expected: str) -> Digest:
+    def _download(
+        self, loc: S3Location, dest: Path, expected: str, version_id: str | None
+    ) -> Digest:
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(
@@ -351,7 +384,7 @@ class ObjectStore:
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as sink:
-                digest = self._hash_object(loc, sink)
+                digest = self._hash_object(loc, sink, version_id)
                 sink.flush()
                 os.fsync(sink.fileno())
             if digest.sha256 != expected:
@@ -391,6 +424,11 @@ def translate(e: BaseException, where: str, scrub: Callable[[str], str]) -> Stor
     The one translation of S3 failures, shared by this module and `adapters.upload`; `scrub`
     removes credentials from any text taken from the exception.
     """
+    refused = (
+        e if isinstance(e, endpoints.EndpointRefused) else getattr(e, "kwargs", {}).get("error")
+    )
+    if isinstance(refused, endpoints.EndpointRefused):
+        return EndpointNotAllowed(f"{where}: {refused}")
     if isinstance(e, botocore.exceptions.ClientError):
         err = e.response.get("Error", {})
         code = str(err.get("Code", ""))
@@ -472,6 +510,12 @@ def _write(sink: IO[bytes], chunk: bytes) -> None:
 
 def _etag(value: object) -> str:
     return str(value or "").strip('"')
+
+
+def _version_id(value: object) -> str | None:
+    # An unversioned bucket answers no VersionId, or "null" when versioning was suspended.
+    text = str(value or "")
+    return None if text in ("", "null") else text
 
 
 def _normalize_sha256(value: str) -> str:

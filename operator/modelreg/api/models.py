@@ -258,7 +258,17 @@ class ArtifactStatus(_Wire):
     sha256: Annotated[str, StringConstraints(max_length=64)] | None = None
     size_bytes: int | None = None
     etag: Annotated[str, StringConstraints(max_length=256)] | None = None
+    version_id: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None,
+        description="S3 VersionId of the verified object (versioned buckets); the server "
+        "fetches exactly this version.",
+    )
     verified_at: Annotated[str, StringConstraints(max_length=64)] | None = None
+    seal: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None,
+        description="The operator's HMAC over this verdict; a verdict without a matching seal "
+        "is never trusted.",
+    )
     message: Annotated[str, StringConstraints(max_length=LONG_STR)] | None = None
 
 

@@ -15,7 +15,7 @@ import logging
 import sys
 
 import kopf
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from modelreg.adapters import impersonation
 from modelreg.adapters import kube as k8s
@@ -83,7 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     except k8s.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    reconciler = Reconciler(kube=k8s.Kube(api), settings=settings)
+    kube = k8s.Kube(api)
+    if not settings.seal_key.get_secret_value() and settings.seal_secret:
+        if not settings.seal_namespace:
+            print("error: MODELREG_SEAL_SECRET needs MODELREG_SEAL_NAMESPACE", file=sys.stderr)
+            return 2
+        try:
+            key = kube.seal_key(settings.seal_namespace, settings.seal_secret)
+        except k8s.KubeError as e:
+            print(
+                f"error: cannot read or create the seal Secret "
+                f"{settings.seal_namespace}/{settings.seal_secret}: {e}",
+                file=sys.stderr,
+            )
+            return 1
+        settings = settings.model_copy(update={"seal_key": SecretStr(key)})
+    reconciler = Reconciler(kube=kube, settings=settings)
     registry = install(reconciler, settings)
     metrics.serve(settings.metrics_port, settings.metrics_host)
     namespaces = list(settings.namespaces)

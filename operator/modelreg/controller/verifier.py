@@ -2,8 +2,11 @@
 background checks that find out.
 
 The reconciler asks `verdict(model, version)` on every pass; the answer comes from, in order, the
-pure location rules, the verified result already recorded in `status.artifact` (an unchanged
-artifact is never re-read), or the outcome of a background check. Checks stream the object through
+pure location and policy rules (the endpoint allow-list, no ambient credentials), the verified
+result already recorded in `status.artifact` when its seal is the operator's (an unchanged
+artifact is never re-read), or the outcome of a background check. A recorded result is confirmed
+by a HEAD (same ETag and VersionId) once per `artifact_confirm_seconds`, and always before the
+version enters Staging or Production: until then such a version is Verifying ("Confirming"). Checks stream the object through
 `ObjectStore.sha256` under a concurrency limit, and when one ends the Model is reconciled again
 (`on_done`). Failures are re-checked with exponential backoff, and while a re-check runs the last
 verdict stands, so a flapping store does not churn status or history.
@@ -13,16 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from modelreg.adapters import endpoints
 from modelreg.adapters import kube as k8s
 from modelreg.adapters import objectstore as store
-from modelreg.api.models import ArtifactStatus, Model, ModelVersion, Stage
+from modelreg.api.models import ArtifactStatus, Model, ModelVersion, Phase, Stage
 from modelreg.lifecycle.plan import ArtifactVerdict, Verdict
 from modelreg.settings import OperatorSettings
 
@@ -40,6 +47,12 @@ SECRET_TTL = 10.0
 # Building a boto3 client parses botocore's JSON models (~0.1-0.3 s of CPU and MiBs of garbage),
 # far more than hashing a small artifact: one client per store and credentials is reused.
 STORE_CLIENTS_MAX = 32
+
+
+@dataclass(frozen=True)
+class _Confirmation:
+    at: float  # time.monotonic() of the HEAD that found the object unchanged
+    stage: Stage  # the stage the version asked for then
 
 
 @dataclass
@@ -69,7 +82,10 @@ class Verifier:
         self._observe = observe or (lambda result, seconds: None)
         self._outcomes: dict[str, _Outcome] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._confirmed: set[str] = set()
+        self._confirmed: dict[str, _Confirmation] = {}
+        self._expiries: dict[str, asyncio.TimerHandle] = {}
+        key = settings.seal_key.get_secret_value().encode()
+        self._seal_key = key or os.urandom(32)
         self._sem = asyncio.Semaphore(settings.verify_concurrency)
         self._stores: OrderedDict[store.StoreConfig, store.ObjectStore] = OrderedDict()
         self._secret_reads: dict[tuple[str, str], tuple[float, asyncio.Future[dict[str, str]]]] = {}
@@ -86,6 +102,21 @@ class Verifier:
                 "NoStorage",
                 f"Model {model.metadata.name!r} has no spec.storage: there is no object store to "
                 "verify the artifact in",
+            )
+        if storage.endpoint:
+            refusal = endpoints.endpoint_refusal(
+                storage.endpoint, self._settings.allowed_endpoint_hosts
+            )
+            if refusal is not None:
+                return ArtifactVerdict(Verdict.FAILED, "EndpointNotAllowed", refusal)
+        if storage.secret_ref is None and not self._settings.allow_ambient_credentials:
+            return ArtifactVerdict(
+                Verdict.FAILED,
+                "CredentialsRequired",
+                f"Model {model.metadata.name!r} has no spec.storage.secretRef: name the Secret "
+                "with this Model's object-store credentials; the operator does not lend its own "
+                "(MODELREG_ALLOW_AMBIENT_CREDENTIALS, chart value "
+                "operator.allowAmbientCredentials, would allow it)",
             )
         try:
             prefix = store.S3Location.parse_prefix(storage.uri)
@@ -115,18 +146,16 @@ class Verifier:
             and recorded.verified
             and recorded.uri == artifact.uri()
             and recorded.sha256 == sha
-            and not (outcome is not None and outcome.spec == spec and outcome.stale)
-        ):
-            # Keyed by ETag: once per operator process, a HEAD confirms the object is unchanged.
-            if key not in self._confirmed and key not in self._tasks:
-                self._confirmed.add(key)
-                self._tasks[key] = asyncio.get_running_loop().create_task(
-                    self._confirm(key, model_key, model, spec, recorded.etag or ""),
-                    name=f"confirm:{key}",
-                )
-            return ArtifactVerdict(
-                Verdict.VERIFIED, "Verified", "sha256 matches the object in the store"
+            and recorded.seal is not None
+            and hmac.compare_digest(recorded.seal, self.seal(mv.metadata.uid, recorded))
+            # A later check of the same spec that did not verify overrides the record.
+            and not (
+                outcome is not None
+                and outcome.spec == spec
+                and (outcome.stale or outcome.verdict.verdict is not Verdict.VERIFIED)
             )
+        ):
+            return self._confirmed_verdict(key, model_key, model, mv, spec, recorded)
 
         if outcome is not None and outcome.spec != spec:
             outcome = None
@@ -142,15 +171,85 @@ class Verifier:
             else ArtifactVerdict(Verdict.PENDING)
         )
 
+    def _confirmed_verdict(
+        self,
+        key: str,
+        model_key: ModelKey,
+        model: Model,
+        mv: ModelVersion,
+        spec: SpecKey,
+        recorded: ArtifactStatus,
+    ) -> ArtifactVerdict:
+        """The verdict of a recorded, sealed result: a HEAD confirms the object unchanged once per
+        `artifact_confirm_seconds`, and before the version enters Staging or Production, which
+        waits for it (a version already rolling out or serving does not)."""
+        asked = mv.spec.stage
+        entering = (
+            asked in (Stage.STAGING, Stage.PRODUCTION)
+            and mv.status.stage is not asked
+            and mv.status.phase not in (Phase.ROLLING, Phase.SERVING)
+        )
+        done = self._confirmed.get(key)
+        fresh = done is not None and (
+            time.monotonic() - done.at < self._settings.artifact_confirm_seconds
+        )
+        waiting = entering and (done is None or done.stage is not asked)
+        if (waiting or not fresh) and key not in self._tasks:
+            self._tasks[key] = asyncio.get_running_loop().create_task(
+                self._confirm(key, model_key, model, spec, recorded, asked, waiting),
+                name=f"confirm:{key}",
+            )
+        if waiting:
+            pinned = " and VersionId" if recorded.version_id else ""
+            return ArtifactVerdict(
+                Verdict.VERIFYING,
+                "Confirming",
+                f"confirming that {spec[0]} is unchanged in the store (its ETag{pinned}) before "
+                f"the version enters {asked}",
+            )
+        return ArtifactVerdict(
+            Verdict.VERIFIED, "Verified", "sha256 matches the object in the store"
+        )
+
+    def seal(self, uid: str, artifact: ArtifactStatus) -> str:
+        """The HMAC binding a verified result to its version (by uid) under the operator's key:
+        status written by anyone else (or copied from another version) does not carry it."""
+        fields = (
+            uid,
+            artifact.uri or "",
+            artifact.sha256 or "",
+            str(artifact.size_bytes if artifact.size_bytes is not None else ""),
+            artifact.etag or "",
+            artifact.version_id or "",
+        )
+        return hmac.new(self._seal_key, "\n".join(fields).encode(), hashlib.sha256).hexdigest()
+
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is known of a deleted version."""
         prefix = f"{namespace}/{name}/"
         for key in [k for k in self._outcomes if k.startswith(prefix)]:
             del self._outcomes[key]
+        for key in [k for k in self._confirmed if k.startswith(prefix)]:
+            del self._confirmed[key]
+        for key in [k for k in self._expiries if k.startswith(prefix)]:
+            self._expiries.pop(key).cancel()
         for key in [k for k in self._tasks if k.startswith(prefix)]:
             self._tasks.pop(key).cancel()
 
+    def _confirmed_now(self, key: str, model_key: ModelKey, at: float, stage: Stage) -> None:
+        """Record a confirmation, and look at the Model again when it expires, so a changed
+        object is found within `artifact_confirm_seconds` even when nothing else happens."""
+        self._confirmed[key] = _Confirmation(at, stage)
+        old = self._expiries.pop(key, None)
+        if old is not None:
+            old.cancel()
+        delay = max(0.0, at + self._settings.artifact_confirm_seconds - time.monotonic())
+        self._expiries[key] = asyncio.get_running_loop().call_later(delay, self._on_done, model_key)
+
     async def close(self) -> None:
+        for timer in self._expiries.values():
+            timer.cancel()
+        self._expiries.clear()
         tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
@@ -221,7 +320,8 @@ class Verifier:
         self._observe(verdict.verdict.value, time.monotonic() - started)
         attempts = 0 if verdict.verdict is Verdict.VERIFIED else attempts + 1
         if verdict.verdict is Verdict.VERIFIED:
-            self._confirmed.add(key)  # just read in full: no HEAD needed to confirm it
+            # Just read in full, while the version asked for this stage: no HEAD needed.
+            self._confirmed_now(key, model_key, time.monotonic(), mv.spec.stage)
         self._outcomes[key] = _Outcome(spec=spec, verdict=verdict, attempts=attempts)
         if verdict.verdict is Verdict.UNKNOWN:
             delay = min(
@@ -250,34 +350,66 @@ class Verifier:
             self._on_done(model_key)
 
     async def _confirm(
-        self, key: str, model_key: ModelKey, model: Model, spec: SpecKey, etag: str
+        self,
+        key: str,
+        model_key: ModelKey,
+        model: Model,
+        spec: SpecKey,
+        recorded: ArtifactStatus,
+        asked: Stage,
+        waiting: bool,
     ) -> None:
-        """HEAD a recorded artifact; a changed ETag makes the version be verified again."""
+        """HEAD a recorded artifact: the same ETag (and VersionId, in a versioned bucket) confirms
+        it; anything else makes the version be verified again in full."""
+        started = time.monotonic()
         try:
             creds = await self._credentials(model)
             if isinstance(creds, ArtifactVerdict):
-                return
-            client = await self._store(
-                store.StoreConfig(spec[2] or None, spec[3] or None, creds[0], creds[1])
-            )
-            info = await client.head(spec[0])
-        except store.StoreUnavailable:
-            self._confirmed.discard(key)  # try again on a later pass; the recorded verdict stands
+                info = None  # the full check reports why
+            else:
+                client = await self._store(
+                    store.StoreConfig(spec[2] or None, spec[3] or None, creds[0], creds[1])
+                )
+                info = await client.head(spec[0])
+        except store.StoreUnavailable as e:
+            # Tried again on a later pass; the recorded verdict stands (a version waiting to
+            # enter a stage keeps waiting: an unconfirmed artifact is not promoted).
+            log.info("cannot confirm the artifact of %s: %s", key, e)
             return
         except store.StoreError as e:
             info = None
             log.warning("artifact %s of %s changed or vanished: %s", spec[0], key, e)
         finally:
             self._tasks.pop(key, None)
-        if info is None or (etag and info.etag != etag):
-            self._outcomes[key] = _Outcome(
-                spec=spec,
-                verdict=ArtifactVerdict(
-                    Verdict.VERIFYING, "Reverifying", "the object changed in the store"
-                ),
-                stale=True,
+        changed = info is None or (
+            (bool(recorded.etag) and info.etag != recorded.etag)
+            or (recorded.version_id or None) != info.version_id
+        )
+        if not changed:
+            self._confirmed_now(key, model_key, started, asked)
+            if waiting:
+                self._on_done(model_key)
+            return
+        if info is not None:
+            log.warning(
+                "artifact %s of %s changed in the store (ETag %s, VersionId %s; verified %s, "
+                "%s): verifying it again",
+                spec[0],
+                key,
+                info.etag,
+                info.version_id,
+                recorded.etag,
+                recorded.version_id,
             )
-            self._on_done(model_key)
+        self._confirmed.pop(key, None)
+        self._outcomes[key] = _Outcome(
+            spec=spec,
+            verdict=ArtifactVerdict(
+                Verdict.VERIFYING, "Reverifying", "the object changed in the store"
+            ),
+            stale=True,
+        )
+        self._on_done(model_key)
 
     async def _secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, read once for every check that starts within SECRET_TTL (a Model's
@@ -339,6 +471,7 @@ class Verifier:
         if isinstance(creds, ArtifactVerdict):
             return creds
         failed = ArtifactStatus(verified=False, uri=uri, sha256=None)
+        refused = ArtifactStatus(verified=False, uri=uri, sha256=None)
         try:
             config = store.StoreConfig(
                 endpoint=endpoint or None,
@@ -351,6 +484,14 @@ class Verifier:
             return ArtifactVerdict(Verdict.FAILED, "InvalidStorage", str(e), failed)
         try:
             digest = await client.sha256(uri)
+        except store.EndpointNotAllowed as e:
+            msg = str(e)
+            return ArtifactVerdict(
+                Verdict.FAILED,
+                "EndpointNotAllowed",
+                msg,
+                refused.model_copy(update={"message": msg}),
+            )
         except store.ObjectNotFound as e:
             msg = f"artifact {uri} does not exist in the store ({e})"
             return ArtifactVerdict(
@@ -382,19 +523,20 @@ class Verifier:
                     sha256=digest.sha256,
                     size_bytes=digest.size,
                     etag=digest.etag,
+                    version_id=digest.version_id,
                     message=msg,
                 ),
             )
+        verified = ArtifactStatus(
+            verified=True,
+            uri=uri,
+            sha256=digest.sha256,
+            size_bytes=digest.size,
+            etag=digest.etag,
+            version_id=digest.version_id,
+            verified_at=_now(),
+        )
+        verified = verified.model_copy(update={"seal": self.seal(mv.metadata.uid, verified)})
         return ArtifactVerdict(
-            Verdict.VERIFIED,
-            "Verified",
-            "sha256 matches the object in the store",
-            ArtifactStatus(
-                verified=True,
-                uri=uri,
-                sha256=digest.sha256,
-                size_bytes=digest.size,
-                etag=digest.etag,
-                verified_at=_now(),
-            ),
+            Verdict.VERIFIED, "Verified", "sha256 matches the object in the store", verified
         )

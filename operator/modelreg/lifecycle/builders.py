@@ -36,7 +36,9 @@ def owner_reference(kind: str, name: str, uid: str) -> Body:
     return {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": True}
 
 
-def _env(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> list[Body]:
+def _env(
+    model: Model, mv: ModelVersion, defaults: ServingDefaults, version_id: str | None
+) -> list[Body]:
     storage = model.spec.storage
     serving = model.spec.serving
     env: list[Body] = [
@@ -45,6 +47,12 @@ def _env(model: Model, mv: ModelVersion, defaults: ServingDefaults) -> list[Body
         {"name": "MODELREG_ARTIFACT_URI", "value": mv.spec.artifact.uri},
         {"name": "MODELREG_ARTIFACT_SHA256", "value": mv.spec.artifact.sha256.lower()},
         {"name": "MODELREG_ARTIFACT_FORMAT", "value": mv.spec.artifact.format.value},
+    ]
+    if version_id:
+        # The exact object version the operator verified (a versioned bucket): an overwrite
+        # after verification is never what a pod loads.
+        env.append({"name": "MODELREG_ARTIFACT_VERSION_ID", "value": version_id})
+    env += [
         {"name": "MODELREG_HTTP_PORT", "value": str(serving.port)},
         {"name": "MODELREG_MODEL_DIR", "value": MODEL_DIR},
     ]
@@ -86,14 +94,18 @@ def model_dir_limit(size_bytes: int | None) -> str | None:
 
 
 def _container(
-    model: Model, mv: ModelVersion, defaults: ServingDefaults, pinned_default: str | None
+    model: Model,
+    mv: ModelVersion,
+    defaults: ServingDefaults,
+    pinned_default: str | None,
+    version_id: str | None,
 ) -> Body:
     serving = model.spec.serving
     image = serving.image or pinned_default or default_image(serving.runtime, defaults)
     container: Body = {
         "name": "model",
         "image": image,
-        "env": _env(model, mv, defaults),
+        "env": _env(model, mv, defaults, version_id),
         "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": "http"},
@@ -150,6 +162,7 @@ def build_deployment(
     *,
     pinned_default: str | None = None,
     artifact_size: int | None = None,
+    artifact_version_id: str | None = None,
 ) -> Body:
     """The Deployment `<model>-v<N>` that serves one version, owned by the Model.
 
@@ -157,14 +170,18 @@ def build_deployment(
     `v3.yaml` is replaced by `v4.yaml`) leaves production running until the planner hands it over.
     `pinned_default` is the default image the version was first rolled out with (its status), so
     an operator upgrade with a new default image does not re-roll every serving Deployment.
-    `artifact_size` (else the size in its status) bounds the model volume.
+    `artifact_size` (else the size in its status) bounds the model volume;
+    `artifact_version_id` (else its status's) is the S3 version the pod fetches.
     """
     serving = model.spec.serving
     name = naming.deployment_name(model.metadata.name, mv.spec.version)
     selector = naming.selector_labels(model.metadata.name, mv.spec.version)
     labels = naming.child_labels(model.metadata.name, mv.spec.version)
-    if artifact_size is None and mv.status.artifact is not None:
-        artifact_size = mv.status.artifact.size_bytes
+    if mv.status.artifact is not None:
+        if artifact_size is None:
+            artifact_size = mv.status.artifact.size_bytes
+        if artifact_version_id is None:
+            artifact_version_id = mv.status.artifact.version_id
     limit = model_dir_limit(artifact_size)
     model_dir: Body = {"sizeLimit": limit} if limit else {}
     pod_spec: Body = {
@@ -177,7 +194,7 @@ def build_deployment(
             "fsGroup": RUNTIME_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_container(model, mv, defaults, pinned_default)],
+        "containers": [_container(model, mv, defaults, pinned_default, artifact_version_id)],
         "volumes": [
             {"name": "model", "emptyDir": model_dir},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},

@@ -423,6 +423,7 @@ def plan(
             defaults,
             pinned_default=_pinned(model, v.mv),
             artifact_size=recorded.size_bytes if recorded is not None else None,
+            artifact_version_id=recorded.version_id if recorded is not None else None,
         )
         refused = rejected.get(v.body["metadata"]["name"])
         if refused is not None and refused.spec_hash == v.spec_hash:

@@ -176,7 +176,9 @@ class DataPlane:
         try:
             while True:
                 try:
-                    digest = await store.download(loc.uri(), dest, expected)
+                    digest = await store.download(
+                        loc.uri(), dest, expected, s.artifact_version_id or None
+                    )
                 except StoreUnavailable as e:
                     self.detail = f"waiting for the object store: {e}"
                     log.warning("%s; retrying in %.0fs", e, delay)

@@ -70,6 +70,11 @@ class RuntimeSettings(BaseSettings):
         description="Hex sha256 of the artifact; required with artifact_uri. Nothing is "
         "deserialised unless the downloaded bytes match it.",
     )
+    artifact_version_id: str | None = Field(
+        default=None,
+        description="S3 VersionId of the artifact to fetch (the version the operator "
+        "verified, in a versioned bucket); the current object when empty.",
+    )
     artifact_format: ArtifactFormat = Field(
         description="onnx | sklearn | skops | xgboost | lightgbm."
     )

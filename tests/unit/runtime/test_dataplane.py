@@ -48,8 +48,10 @@ class FakeStore:
     def __init__(self, config: StoreConfig, **kwargs: Any) -> None:
         FakeStore.configs.append(config)
 
-    async def download(self, uri: str, dest: Path, expected_sha256: str) -> Digest:
-        FakeStore.downloads.append(uri)
+    async def download(
+        self, uri: str, dest: Path, expected_sha256: str, version_id: str | None = None
+    ) -> Digest:
+        FakeStore.downloads.append(uri if version_id is None else f"{uri}?versionId={version_id}")
         if FakeStore.gate is not None:
             await asyncio.to_thread(FakeStore.gate.wait, 20)
         if FakeStore.failures:
