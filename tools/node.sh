@@ -113,10 +113,14 @@ net_up() {
   if ! ip link show "$bridge" >/dev/null 2>&1; then
     # The address (or a route over its range) must not belong to anything else on the machine:
     # checked before anything is recorded or changed.
-    if ip -o addr show | grep -qw "inet $ip"; then
-      die "the bridge address $ip is already in use on $(ip -o addr show | grep -w "inet $ip" | awk '{print $2}'): set MODELREG_NODE_CIDR to a free range"
+    # Captured first: `grep -q` quits at its first match, and under pipefail the SIGPIPE that
+    # `ip` then gets (more interfaces, more output) would make a match look like none.
+    local addrs routes
+    addrs=$(ip -o addr show); routes=$(ip route show "$cidr")
+    if grep -qw "inet $ip" <<<"$addrs"; then
+      die "the bridge address $ip is already in use on $(grep -w "inet $ip" <<<"$addrs" | awk '{print $2}'): set MODELREG_NODE_CIDR to a free range"
     fi
-    if ip route show "$cidr" | grep -q .; then
+    if [ -n "$routes" ]; then
       die "the pod range $cidr is already routed ($(ip route show "$cidr")): set MODELREG_NODE_CIDR to a free range"
     fi
   fi

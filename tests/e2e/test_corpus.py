@@ -48,6 +48,7 @@ def test_corpus_has_the_required_cases() -> None:
         "serving-env-reserved",
         "metrics-rewritten",
         "params-rewritten",
+        "credentials-required",
     ):
         assert needed in names, needed
 

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,75 @@ def test_an_artifact_changed_after_verification_is_refused(
     assert [p.name for p in pod.model_dir.iterdir()] == []
     assert "Traceback" not in log
     assert reg.s3.secret_access_key not in log
+
+
+@pytest.fixture
+def versioned_bucket(s3: S3, namespace: str) -> Iterator[str]:
+    """A bucket of the real S3 server with versioning on; removed with all its versions."""
+    name = f"versioned-{hashlib.sha256(namespace.encode()).hexdigest()[:12]}"
+    client = s3.client()
+    client.create_bucket(Bucket=name)
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    yield name
+    listed = client.list_object_versions(Bucket=name)
+    for v in listed.get("Versions", []) + listed.get("DeleteMarkers", []):
+        client.delete_object(Bucket=name, Key=v["Key"], VersionId=v["VersionId"])
+    client.delete_bucket(Bucket=name)
+
+
+def test_the_pod_fetches_the_verified_version_of_an_overwritten_object(
+    kubectl: Kubectl,
+    namespace: str,
+    s3: S3,
+    s3_secret: str,
+    operator: OperatorProcess,
+    versioned_bucket: str,
+    tmp_path: Path,
+) -> None:
+    """In a versioned bucket the operator records the S3 VersionId it verified and the pod
+    fetches exactly that version: an overwrite after verification is not what serves (in an
+    unversioned bucket the same overwrite makes the pod refuse to load, above)."""
+    reg = Registry(kubectl=kubectl, namespace=namespace, s3=s3, secret=s3_secret)
+    model_bytes, rows = _onnx_iris()
+    reg.model(
+        "iris",
+        storage={
+            "uri": f"s3://{versioned_bucket}/iris/",
+            "endpoint": s3.endpoint,
+            "region": s3.region,
+            "secretRef": {"name": s3_secret},
+        },
+    )
+    client = s3.client()
+    put = client.put_object(Bucket=versioned_bucket, Key="iris/1/model.onnx", Body=model_bytes)
+    verified_id = put["VersionId"]
+    sha = hashlib.sha256(model_bytes).hexdigest()
+    reg.version(
+        "iris", 1, "Production", uri=f"s3://{versioned_bucket}/iris/1/model.onnx", sha256=sha
+    )
+    st = reg.wait_phase("iris", 1, "Serving", timeout=120)
+    assert st["artifact"]["versionId"] == verified_id
+    (container,) = reg.deployments("iris")["iris-v1"]["spec"]["template"]["spec"]["containers"]
+    env = _resolve_env(kubectl, namespace, container)
+    assert env["MODELREG_ARTIFACT_VERSION_ID"] == verified_id
+
+    client.put_object(Bucket=versioned_bucket, Key="iris/1/model.onnx", Body=b"not the model")
+    pod = Pod(container, env, tmp_path).start()
+    try:
+        wait_for(
+            lambda: (
+                pod.proc is not None
+                and (pod.proc.poll() is None or pytest.fail(f"the runtime exited:\n{pod.log()}"))
+                and _probe_ok(pod.url("readinessProbe"))
+            ),
+            timeout=90,
+            what="the emulated pod's readiness probe",
+        )
+        doc = {"inputs": [{"name": "X", "shape": list(rows.shape), "datatype": "FP32",
+                           "data": rows.tolist()}]}  # fmt: skip
+        resp = httpx.post(f"http://127.0.0.1:{pod.port}/v2/models/iris/infer", json=doc, timeout=10)
+        assert resp.status_code == 200, resp.text
+    finally:
+        pod.stop()
+    (loaded,) = [p for p in pod.model_dir.iterdir() if p.is_file()]
+    assert loaded.read_bytes() == model_bytes

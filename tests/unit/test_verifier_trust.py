@@ -1,0 +1,209 @@
+"""The verifier's trust rules, with a fake object store and Kubernetes at the adapter boundary
+(tests/e2e/test_trust.py runs the same rules against the real API server and S3 server):
+policy verdicts before any I/O, a sealed record trusted and an unsealed or copied one not, a
+confirmation before Staging/Production, and changed ETags or VersionIds sending the version back
+to a full check."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from modelreg.adapters import objectstore as store
+from modelreg.api.models import ArtifactStatus, Model, ModelVersion
+from modelreg.controller import verifier as verifier_module
+from modelreg.controller.verifier import Verifier
+from modelreg.lifecycle.plan import Verdict
+from modelreg.settings import OperatorSettings
+
+SHA = "a" * 64
+URI = "s3://models/m/1/model.onnx"
+
+
+class FakeKube:
+    def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+
+
+class FakeStore:
+    """What the store answers: the current object's ETag and VersionId; every call recorded."""
+
+    etag = "e1"
+    version_id: str | None = "v1"
+    calls: list[str] = []
+
+    def __init__(self, config: store.StoreConfig, **_: Any) -> None:
+        pass
+
+    async def head(self, uri: str) -> store.ObjectInfo:
+        FakeStore.calls.append(f"head {uri}")
+        return store.ObjectInfo(size=3, etag=FakeStore.etag, version_id=FakeStore.version_id)
+
+    async def sha256(self, uri: str) -> store.Digest:
+        FakeStore.calls.append(f"get {uri}")
+        return store.Digest(
+            sha256=SHA, size=3, etag=FakeStore.etag, version_id=FakeStore.version_id
+        )
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def fake_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeStore.etag, FakeStore.version_id, FakeStore.calls = "e1", "v1", []
+    monkeypatch.setattr(verifier_module.store, "ObjectStore", FakeStore)
+
+
+def model(**storage: Any) -> Model:
+    return Model.model_validate(
+        {
+            "metadata": {"name": "m", "namespace": "ns", "uid": "mu"},
+            "spec": {
+                "storage": {
+                    "uri": "s3://models/m/",
+                    "endpoint": "http://127.0.0.1:9000",
+                    "secretRef": {"name": "s3"},
+                    **storage,
+                }
+            },
+        }
+    )
+
+
+def version(asked: str = "None", uid: str = "u1", **status: Any) -> ModelVersion:
+    return ModelVersion.model_validate(
+        {
+            "metadata": {"name": "m-v1", "namespace": "ns", "uid": uid},
+            "spec": {"model": "m", "version": 1, "stage": asked,
+                     "artifact": {"uri": URI, "sha256": SHA}},
+            "status": status,
+        }
+    )  # fmt: skip
+
+
+def make(**settings: Any) -> tuple[Verifier, list[Any]]:
+    kicked: list[Any] = []
+    v = Verifier(
+        FakeKube(),  # type: ignore[arg-type]
+        OperatorSettings(seal_key=SecretStr("k"), **settings),
+        kicked.append,
+    )
+    return v, kicked
+
+
+async def settle(*verifiers: Verifier) -> None:
+    """Until no check or confirmation runs (the store client is built in a thread)."""
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if not any(v._tasks for v in verifiers):
+            return
+    raise AssertionError("checks still running")
+
+
+def recorded(v: Verifier, uid: str = "u1", **fields: Any) -> dict[str, Any]:
+    art = ArtifactStatus(
+        verified=True, uri=URI, sha256=SHA, size_bytes=3, etag="e1", version_id="v1", **fields
+    )
+    art = art.model_copy(update={"seal": v.seal(uid, art)})
+    return art.model_dump(by_alias=True, exclude_none=True)
+
+
+def test_policy_verdicts_come_before_any_io() -> None:
+    async def go() -> None:
+        v, _ = make(allowed_endpoint_hosts=["s3.internal:9000"])
+        out = v.verdict(model(), version("Staging"))
+        assert (out.verdict, out.reason) == (Verdict.FAILED, "EndpointNotAllowed")
+        v, _ = make()
+        no_secret = model(secretRef=None)
+        out = v.verdict(no_secret, version("Staging"))
+        assert (out.verdict, out.reason) == (Verdict.FAILED, "CredentialsRequired")
+        v, _ = make(allow_ambient_credentials=True)
+        assert v.verdict(no_secret, version("Staging")).verdict is Verdict.VERIFYING
+        await v.close()
+
+    asyncio.run(go())
+    assert FakeStore.calls == []
+
+
+def test_a_sealed_record_is_trusted_and_an_unsealed_or_copied_one_is_not() -> None:
+    async def go() -> None:
+        v, _ = make()
+        sealed = recorded(v)
+        assert v.verdict(model(), version(artifact=sealed)).verdict is Verdict.VERIFIED
+        unsealed = {k: x for k, x in sealed.items() if k != "seal"}
+        v2, _ = make()
+        assert (
+            v2.verdict(model(), version(uid="u2", artifact=unsealed)).verdict is Verdict.VERIFYING
+        )
+        copied = version(uid="u3", artifact=sealed)  # another version's seal
+        assert v2.verdict(model(), copied).verdict is Verdict.VERIFYING
+        other_key = Verifier(
+            FakeKube(),  # type: ignore[arg-type]
+            OperatorSettings(seal_key=SecretStr("another")),
+            lambda _: None,
+        )
+        assert other_key.seal("u1", ArtifactStatus.model_validate(sealed)) != sealed["seal"]
+        await settle(v, v2)
+        await v.close()
+        await v2.close()
+        await other_key.close()
+
+    asyncio.run(go())
+    assert FakeStore.calls.count(f"get {URI}") == 2  # the unsealed and the copied: read in full
+
+
+def test_entering_staging_waits_for_a_confirmation() -> None:
+    async def go() -> None:
+        v, kicked = make()
+        mv = version("Staging", artifact=recorded(v), stage="None", phase="Ready")
+        out = v.verdict(model(), mv)
+        assert (out.verdict, out.reason) == (Verdict.VERIFYING, "Confirming")
+        assert "ETag and VersionId" in out.message
+        await settle(v)
+        assert FakeStore.calls == [f"head {URI}"]
+        assert kicked == [("ns", "m")]
+        assert v.verdict(model(), mv).verdict is Verdict.VERIFIED
+        await v.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(("etag", "version_id"), [("e2", "v1"), ("e1", "v2"), ("e1", None)])
+def test_a_changed_object_goes_back_to_a_full_check(etag: str, version_id: str | None) -> None:
+    async def go() -> None:
+        v, _ = make()
+        FakeStore.etag, FakeStore.version_id = etag, version_id
+        mv = version("Production", artifact=recorded(v), stage="Staging", phase="Ready")
+        assert v.verdict(model(), mv).reason == "Confirming"
+        await settle(v)
+        out = v.verdict(model(), mv)
+        assert out.verdict is not Verdict.VERIFIED
+        await settle(v)
+        await v.close()
+
+    asyncio.run(go())
+    assert FakeStore.calls[:2] == [f"head {URI}", f"get {URI}"]
+
+
+def test_a_resting_version_is_confirmed_in_the_background_and_expires() -> None:
+    async def go() -> None:
+        v, kicked = make(artifact_confirm_seconds=0.05)
+        mv = version("Staging", artifact=recorded(v), stage="Staging", phase="Ready")
+        assert v.verdict(model(), mv).verdict is Verdict.VERIFIED  # no wait: it is staged
+        await settle(v)
+        assert FakeStore.calls == [f"head {URI}"]
+        await asyncio.sleep(0.1)
+        assert ("ns", "m") in kicked  # the expiry looks at the Model again
+        assert v.verdict(model(), mv).verdict is Verdict.VERIFIED
+        await settle(v)
+        assert FakeStore.calls == [f"head {URI}", f"head {URI}"]
+        v.forget("ns", "m-v1")
+        assert v._confirmed == {}
+        assert v._expiries == {}
+        await v.close()
+
+    asyncio.run(go())
