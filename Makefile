@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/.dev/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export KUBECONFIG ?= $(CURDIR)/.dev/kubeconfig
 CLUSTER ?= local
 
-.PHONY: help venv tools image image-build image-import image-check cluster-up cluster-down lint fmt generate check unit e2e test demo bench clean
+.PHONY: help venv tools image image-build image-import image-check cluster-up cluster-down argocd-up argocd-down lint fmt generate check unit e2e test demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -43,7 +43,14 @@ cluster-up: tools venv ## start the local control plane, S3 server and real node
 	@CLUSTER=$(CLUSTER) tools/cluster.sh up
 
 cluster-down: ## stop the local control plane and S3 server, leaving no process behind
+	@tools/argocd.sh down || echo "cluster: warning: 'tools/argocd.sh down' failed (above); the cluster goes down anyway" >&2
 	@CLUSTER=$(CLUSTER) tools/cluster.sh down
+
+argocd-up: ## start the real Argo CD (redis, repo-server, application-controller) against the running cluster (idempotent)
+	@tools/argocd.sh up
+
+argocd-down: ## stop Argo CD and delete its namespace, CRDs and state, leaving no process behind
+	@tools/argocd.sh down
 
 lint: venv ## ruff, mypy strict, import-linter
 	$(VENV)/bin/ruff check operator tests bench demo

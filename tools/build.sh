@@ -30,7 +30,8 @@ need_go() { # only when something must be built: cached tools need no Go at all
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 builddate=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
-# build NAME VERSION "BINARIES" -- go build args...
+# build NAME VERSION "BINARIES" -- go build args...  (OUT: the -o name; MODDIR: build in that copy
+# of the wrapper module instead of tools/NAME)
 build() {
   local name=$1 ver=$2 bins=$3; shift 3
   local dest="$cache/$name-$ver" ok=1 b
@@ -42,7 +43,7 @@ build() {
     echo "tools: building $name $ver ($bins) ..."
     local t0=$SECONDS tmp="$dest.tmp.$$"
     rm -rf "$tmp"; mkdir -p "$tmp"
-    (cd "$here/$name" && go build -trimpath -o "$tmp/${OUT:-}" "$@")
+    (cd "${MODDIR:-$here/$name}" && go build -trimpath -o "$tmp/${OUT:-}" "$@")
     rm -rf "$dest"; mv "$tmp" "$dest"
     echo "tools: built $name $ver in $((SECONDS - t0))s"
   fi
@@ -115,4 +116,66 @@ if [ ! -x "$pause/pause" ]; then
   rm -rf "$pause"; mv "$pause.tmp.$$" "$pause"
   echo "tools: built pause from k8s.io/kubernetes@$KUBERNETES_VERSION build/pause/linux/pause.c"
 fi
+# Argo CD (tools/argocd.sh): one multi-call binary that picks its role from argv[0], linked as
+# argocd, argocd-application-controller and argocd-repo-server; beside it the two scripts the
+# repo-server runs from PATH on every manifest generation (hack/ in the module) and the CRDs.
+#
+# Its wrapper module replaces the nested gitops-engine module with a directory outside the repo
+# (tools/gen.sh). The committed go.mod names the default place relative to tools/argocd/, which holds
+# only when shared/ is beside the checkout. So the build never uses it as it is: it copies go.mod and
+# go.sum into a throwaway directory and rewrites that one replace to the absolute path of
+# $MODELREG_VENDOR_DIR/argo-cd-gitops-engine (go.sum holds no hash for a directory replacement, so
+# the copy verifies exactly as the committed module does). The repo is never written to, and
+# -trimpath keeps the path out of the binary and the build cache keys.
+vendor=${MODELREG_VENDOR_DIR:-$repo/../shared/vendor}
+acd="$cache/argocd-$ARGOCD_VERSION"
+amod=""
+trap '[ -z "$amod" ] || rm -rf "$amod"' EXIT
+argocd_complete() {
+  local f
+  for f in argocd argocd-application-controller argocd-repo-server git-verify-wrapper.sh gpg-wrapper.sh; do
+    [ -x "$acd/$f" ] || return 1
+  done
+  [ -f "$acd/crds/application-crd.yaml" ] && [ -f "$acd/crds/appproject-crd.yaml" ]
+}
+argocd_module() { # sets amod: the throwaway copy of tools/argocd
+  local engine="$vendor/argo-cd-gitops-engine"
+  if [ ! -f "$engine/go.mod" ]; then
+    echo "error: building Argo CD $ARGOCD_VERSION needs the vendored gitops-engine source, and $engine/go.mod" >&2
+    echo "       does not exist. It is shared/vendor/argo-cd-gitops-engine beside the checkout; set MODELREG_VENDOR_DIR" >&2
+    echo "       to the directory that holds argo-cd-gitops-engine/ (see shared/vendor/README.md)." >&2
+    exit 3
+  fi
+  engine=$(cd "$engine" && pwd)
+  amod=$(mktemp -d "${TMPDIR:-/tmp}/modelreg-argocd-module.XXXXXX")
+  cp "$here/argocd/go.mod" "$here/argocd/go.sum" "$amod/"
+  (cd "$amod" && go mod edit -replace="github.com/argoproj/argo-cd/gitops-engine=$engine")
+}
+apkg=github.com/argoproj/argo-cd/v3/common
+aflags="-s -w"
+if ! argocd_complete; then
+  need_go
+  argocd_module
+  # The kubectl version Argo CD reports is its client-go's, as its own Makefile derives it.
+  kubectl_v=$(cd "$amod" && go list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' k8s.io/client-go)
+  # Without -X version the binary calls itself v99.99.99.
+  aflags="-s -w -X $apkg.version=${ARGOCD_VERSION#v} -X $apkg.buildDate=$builddate -X $apkg.kubectlVersion=$kubectl_v"
+fi
+MODDIR=$amod OUT=argocd build argocd "$ARGOCD_VERSION" "argocd" -ldflags "$aflags" github.com/argoproj/argo-cd/v3/cmd
+if ! argocd_complete; then
+  adir=$(cd "$amod" && go mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  ln -sfn argocd "$acd/argocd-application-controller"
+  ln -sfn argocd "$acd/argocd-repo-server"
+  install -m 755 "$adir/hack/git-verify-wrapper.sh" "$adir/hack/gpg-wrapper.sh" "$acd/"
+  mkdir -p "$acd/crds"
+  install -m 644 "$adir"/manifests/crds/*-crd.yaml "$acd/crds/"
+  echo "tools: argocd $ARGOCD_VERSION: linked its roles, copied hack/git-verify-wrapper.sh, hack/gpg-wrapper.sh and manifests/crds/ from the module"
+fi
+for b in argocd-application-controller argocd-repo-server; do ln -sfn "$acd/$b" "$bindir/$b"; done
+
+# kustomize, at the version this Argo CD bundles (the repo-server runs it from PATH).
+build kustomize "$KUSTOMIZE_VERSION" "kustomize" \
+  -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION -X sigs.k8s.io/kustomize/api/provenance.buildDate=$builddate" \
+  sigs.k8s.io/kustomize/kustomize/v5
 echo "tools: linked into $bindir"

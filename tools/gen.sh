@@ -12,6 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 init() { # dir module-path
+  mkdir -p "$here/$1"
   rm -f "$here/$1/go.mod" "$here/$1/go.sum"
   (cd "$here/$1" && go mod init "modelreg.dev/tools/$1" >/dev/null 2>&1)
 }
@@ -54,6 +55,59 @@ gen_etcd() {
   go mod tidy
 }
 
+# The one source directory of Argo CD that no registry serves: argo-cd v3.5.x requires the nested
+# module github.com/argoproj/argo-cd/gitops-engine with `replace => ./gitops-engine`, a directory
+# that is not in the argo-cd module zip (and the proxy refuses the nested module). It lives outside
+# the repository, in shared/vendor/ beside the checkout (CI clones elsewhere with a copy of shared/
+# beside the clone). MODELREG_VENDOR_DIR names another place.
+vendor=${MODELREG_VENDOR_DIR:-$(dirname "$here")/../shared/vendor}
+# What the committed tools/argocd/go.mod names: that default, relative to tools/argocd/. build.sh
+# never relies on it; it rewrites the replace to the absolute path of MODELREG_VENDOR_DIR.
+gitops_engine_default=../../../shared/vendor/argo-cd-gitops-engine
+
+gitops_engine_dir() { # -> the vendored gitops-engine directory (absolute), or a clear error
+  local d="$vendor/argo-cd-gitops-engine"
+  if [ ! -f "$d/go.mod" ] || ! grep -qx 'module github.com/argoproj/argo-cd/gitops-engine' "$d/go.mod"; then
+    echo "error: the vendored Argo CD gitops-engine source is missing: $d/go.mod (module" >&2
+    echo "       github.com/argoproj/argo-cd/gitops-engine at $ARGOCD_VERSION) not found. It is shared/vendor/" >&2
+    echo "       beside the checkout; set MODELREG_VENDOR_DIR to the directory that holds argo-cd-gitops-engine/." >&2
+    exit 3
+  fi
+  (cd "$d" && pwd)
+}
+
+gen_argocd() {
+  # Argo CD's go.mod replaces k8s.io/* and a few others, and maps its nested gitops-engine module
+  # to ./gitops-engine. Every replace is copied from that go.mod (read with `go mod edit -json`,
+  # never typed); the one local path is pointed at the vendored directory.
+  local engine; engine=$(gitops_engine_dir)
+  init argocd
+  cd "$here/argocd"
+  go mod edit -require="github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION"
+  local gomod
+  gomod=$(go mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  local replaces r n=0
+  replaces=$(go mod edit -json "$gomod" | ENGINE="$engine" python3 -c '
+import json, os, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    old, new = r["Old"], r["New"]
+    lhs = old["Path"] + ("@" + old["Version"] if old.get("Version") else "")
+    if new.get("Version"):
+        print(lhs + "=" + new["Path"] + "@" + new["Version"])
+    elif old["Path"] == "github.com/argoproj/argo-cd/gitops-engine" and new["Path"] == "./gitops-engine":
+        print(lhs + "=" + os.environ["ENGINE"])
+    else:
+        sys.exit("error: argo-cd go.mod replaces " + lhs + " with the local path " + new["Path"] + ", which no registry serves")
+')
+  while read -r r; do go mod edit -replace="$r"; n=$((n + 1)); done <<<"$replaces"
+  echo "   $n replace directives from argo-cd's go.mod ($gomod)"
+  go mod edit -tool=github.com/argoproj/argo-cd/v3/cmd
+  go mod tidy
+  # Committed with the default location; tidy needed the real one.
+  go mod edit -replace="github.com/argoproj/argo-cd/gitops-engine=$gitops_engine_default"
+}
+
 gen_containerd() {
   # containerd's daemon, ctr and the runc shim (v2) for the real worker node.
   (gen_simple containerd github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" \
@@ -61,7 +115,7 @@ gen_containerd() {
     github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
 }
 
-targets=${*:-k8s etcd kwok helm versitygw containerd cni}
+targets=${*:-k8s etcd kwok helm versitygw containerd cni argocd kustomize}
 for t in $targets; do
   echo "== generating tools/$t"
   case $t in
@@ -73,6 +127,8 @@ for t in $targets; do
     cni) (gen_simple cni github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" \
       github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/main/loopback \
       github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/meta/portmap) ;;
+    argocd) (gen_argocd) ;;
+    kustomize) (gen_simple kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5) ;;
     versitygw) (gen_simple versitygw github.com/versity/versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw) ;;
     *) echo "unknown tool $t" >&2; exit 2 ;;
   esac
