@@ -346,6 +346,12 @@ up() {
   mkdir -p "$state"/{pids,logs,run,git,home,tmp,tls,ssh,gnupg,gpg-data,plugins,redis}
   [ ${#sock} -lt 100 ] || die "the socket path $sock is too long for a unix socket (${#sock} chars): use a checkout at a shorter path"
   apply_objects
+  # Running, but for another cluster (restarted on another port, or with a new CA): start afresh.
+  if all_alive && { [ "$(cat "$state/run/kport" 2>/dev/null)" != "$kport" ] ||
+    ! "$bin/kubectl" --kubeconfig "$state/kubeconfig" --request-timeout=5s auth whoami >/dev/null 2>&1; }; then
+    say "the running Argo CD was started for another API server or credentials: restarting it"
+    stop_all
+  fi
   if all_alive; then
     say "already up ($(elapsed)); objects in namespace $ns re-applied"
     return 0
@@ -356,6 +362,7 @@ up() {
   # A start that fails half-way stops what it had started (the objects stay).
   trap on_failed_start EXIT
   write_kubeconfig
+  echo "$kport" >"$state/run/kport"
   start_netns
   nohup socat "UNIX-LISTEN:$sock,fork,mode=600,unlink-early" "TCP4:127.0.0.1:$kport" \
     >"$state/logs/bridge-host.log" 2>&1 8>&- 9>&- </dev/null &
