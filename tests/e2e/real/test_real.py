@@ -259,6 +259,11 @@ def test_kubectl_apply_to_a_correct_prediction_through_the_service(
     apps.version("iris", 1, "Production", uri=uri, sha256=sha)
     status = apps.wait_phase("iris", 1, "Serving", timeout=180)
     assert status["artifact"]["verified"] is True
+    # Sealed with the key the operator keeps in its own namespace (created on its first start).
+    assert status["artifact"].get("seal"), status["artifact"]
+    seal = kubectl.get("secret", f"{release.fullname}-seal", release.system)
+    assert seal is not None, "the operator did not create its seal Secret"
+    assert set(seal.get("data", {})) == {"key"}
     pods = ready_serving_pods(kubectl, release.apps, "iris", 1)
     assert len(pods) == 1, "the serving pod must be Ready on the real node"
     assert pods[0]["status"]["containerStatuses"][0]["restartCount"] == 0
@@ -351,6 +356,11 @@ def test_operator_pod_force_deleted_mid_promotion_converges(
     apps.wait_phase(model, 1, "Serving", timeout=180)
     apps.stage(model, 2, "Production")
     wait_for(lambda: f"{model}-v2" in apps.deployments(model), timeout=60, what="v2's Deployment")
+    verified = wait_for(
+        lambda: (a := apps.status(model, 2).get("artifact") or {}).get("seal") and a,
+        timeout=60,
+        what="v2's sealed verdict",
+    )
     old = release.operator_pod()["metadata"]["name"]  # type: ignore[index]
     kubectl("-n", release.system, "delete", "pod", old, "--force", "--grace-period=0")
     new = wait_for(
@@ -364,6 +374,8 @@ def test_operator_pod_force_deleted_mid_promotion_converges(
         lambda: set(apps.deployments(model)) == {f"{model}-v2"}, timeout=90, what="one Deployment"
     )
     assert apps.service_version(model) == "2"
+    # The new pod read the same seal key from the Secret: it trusted v2's verdict, not re-hashed it.
+    assert apps.status(model, 2)["artifact"] == verified
     time.sleep(5)  # let a late duplicate show up if there is one
     seen: Counter[tuple[str, str, str]] = Counter()
     for name in (f"{model}-v1", f"{model}-v2", model):
