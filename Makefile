@@ -46,7 +46,8 @@ cluster-down: ## stop the local control plane and S3 server, leaving no process 
 	@tools/argocd.sh down || echo "cluster: warning: 'tools/argocd.sh down' failed (above); the cluster goes down anyway" >&2
 	@CLUSTER=$(CLUSTER) tools/cluster.sh down
 
-argocd-up: ## start the real Argo CD (redis, repo-server, application-controller) against the running cluster (idempotent)
+argocd-up: ## build Argo CD + kustomize if missing (cached), then start them (redis, repo-server, application-controller) against the running cluster (idempotent)
+	@tools/build.sh argocd
 	@tools/argocd.sh up
 
 argocd-down: ## stop Argo CD and delete its namespace, CRDs and state, leaving no process behind

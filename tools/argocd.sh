@@ -74,10 +74,10 @@ kube_ready() {
 need_tools() {
   local b
   for b in argocd argocd-application-controller argocd-repo-server kustomize helm kubectl; do
-    [ -x "$bin/$b" ] || die "$bin/$b is missing: Argo CD $ARGOCD_VERSION is not built; run 'make tools' (a cold build of Argo CD takes about 15 min)"
+    [ -x "$bin/$b" ] || die "$bin/$b is missing: Argo CD $ARGOCD_VERSION is not built; run 'make argocd-up' or 'tools/build.sh argocd' (a cold build takes about 6 min)"
   done
   for b in git-verify-wrapper.sh gpg-wrapper.sh crds/application-crd.yaml crds/appproject-crd.yaml; do
-    [ -e "$acd/$b" ] || die "$acd/$b is missing (the tool cache is incomplete): run 'make tools'"
+    [ -e "$acd/$b" ] || die "$acd/$b is missing (the tool cache is incomplete): run 'tools/build.sh argocd'"
   done
 }
 

@@ -116,6 +116,10 @@ if [ ! -x "$pause/pause" ]; then
   rm -rf "$pause"; mv "$pause.tmp.$$" "$pause"
   echo "tools: built pause from k8s.io/kubernetes@$KUBERNETES_VERSION build/pause/linux/pause.c"
 fi
+# Argo CD and kustomize are built only when asked (`tools/build.sh argocd`, which `make argocd-up`
+# runs): nothing in `make test` needs them yet, and a machine without the vendored gitops-engine
+# source can still build everything else.
+if [ "${1:-}" = argocd ]; then
 # Argo CD (tools/argocd.sh): one multi-call binary that picks its role from argv[0], linked as
 # argocd, argocd-application-controller and argocd-repo-server; beside it the two scripts the
 # repo-server runs from PATH on every manifest generation (hack/ in the module) and the CRDs.
@@ -178,4 +182,5 @@ for b in argocd-application-controller argocd-repo-server; do ln -sfn "$acd/$b" 
 build kustomize "$KUSTOMIZE_VERSION" "kustomize" \
   -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION -X sigs.k8s.io/kustomize/api/provenance.buildDate=$builddate" \
   sigs.k8s.io/kustomize/kustomize/v5
+fi
 echo "tools: linked into $bindir"
