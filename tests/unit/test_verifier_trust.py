@@ -38,8 +38,12 @@ class FakeStore:
     def __init__(self, config: store.StoreConfig, **_: Any) -> None:
         pass
 
+    down = False
+
     async def head(self, uri: str) -> store.ObjectInfo:
         FakeStore.calls.append(f"head {uri}")
+        if FakeStore.down:
+            raise store.StoreUnavailable("connection refused")
         return store.ObjectInfo(size=3, etag=FakeStore.etag, version_id=FakeStore.version_id)
 
     async def sha256(self, uri: str) -> store.Digest:
@@ -54,7 +58,7 @@ class FakeStore:
 
 @pytest.fixture(autouse=True)
 def fake_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    FakeStore.etag, FakeStore.version_id, FakeStore.calls = "e1", "v1", []
+    FakeStore.etag, FakeStore.version_id, FakeStore.calls, FakeStore.down = "e1", "v1", [], False
     monkeypatch.setattr(verifier_module.store, "ObjectStore", FakeStore)
 
 
@@ -204,6 +208,26 @@ def test_a_resting_version_is_confirmed_in_the_background_and_expires() -> None:
         v.forget("ns", "m-v1")
         assert v._confirmed == {}
         assert v._expiries == {}
+        await v.close()
+
+    asyncio.run(go())
+
+
+def test_an_unreachable_store_keeps_the_version_waiting_and_is_asked_again() -> None:
+    async def go() -> None:
+        v, kicked = make(retry_max_seconds=0.05)
+        FakeStore.down = True
+        mv = version("Production", artifact=recorded(v), stage="Staging", phase="Ready")
+        assert v.verdict(model(), mv).reason == "Confirming"
+        await settle(v)
+        assert v.verdict(model(), mv).reason == "Confirming"  # not promoted unconfirmed
+        await settle(v)
+        await asyncio.sleep(0.1)
+        assert ("ns", "m") in kicked  # looked at again after the retry delay
+        FakeStore.down = False
+        v.verdict(model(), mv)
+        await settle(v)
+        assert v.verdict(model(), mv).verdict is Verdict.VERIFIED
         await v.close()
 
     asyncio.run(go())

@@ -375,6 +375,9 @@ class Verifier:
             # Tried again on a later pass; the recorded verdict stands (a version waiting to
             # enter a stage keeps waiting: an unconfirmed artifact is not promoted).
             log.info("cannot confirm the artifact of %s: %s", key, e)
+            asyncio.get_running_loop().call_later(
+                self._settings.retry_max_seconds, self._on_done, model_key
+            )
             return
         except store.StoreError as e:
             info = None
