@@ -130,6 +130,18 @@ class Pod:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Until the spec's readiness probe passes; fails at once if the runtime exits."""
+        wait_for(
+            lambda: (
+                self.proc is not None
+                and (self.proc.poll() is None or pytest.fail(f"the runtime exited:\n{self.log()}"))
+                and _probe_ok(self.url("readinessProbe"))
+            ),
+            timeout=timeout,
+            what="the emulated pod's readiness probe",
+        )
+
     def stop(self) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
@@ -189,15 +201,7 @@ def test_the_generated_deployment_serves(
 
     pod = Pod(container, env, tmp_path).start()
     try:
-        wait_for(
-            lambda: (
-                pod.proc is not None
-                and (pod.proc.poll() is None or pytest.fail(f"the runtime exited:\n{pod.log()}"))
-                and _probe_ok(pod.url("readinessProbe"))
-            ),
-            timeout=90,
-            what="the emulated pod's readiness probe",
-        )
+        pod.wait_ready()
         assert _probe_ok(pod.url("livenessProbe"))
         assert _probe_ok(pod.url("startupProbe"))
 
@@ -313,15 +317,7 @@ def test_the_pod_fetches_the_verified_version_of_an_overwritten_object(
     client.put_object(Bucket=versioned_bucket, Key="iris/1/model.onnx", Body=b"not the model")
     pod = Pod(container, env, tmp_path).start()
     try:
-        wait_for(
-            lambda: (
-                pod.proc is not None
-                and (pod.proc.poll() is None or pytest.fail(f"the runtime exited:\n{pod.log()}"))
-                and _probe_ok(pod.url("readinessProbe"))
-            ),
-            timeout=90,
-            what="the emulated pod's readiness probe",
-        )
+        pod.wait_ready()
         doc = {"inputs": [{"name": "X", "shape": list(rows.shape), "datatype": "FP32",
                            "data": rows.tolist()}]}  # fmt: skip
         resp = httpx.post(f"http://127.0.0.1:{pod.port}/v2/models/iris/infer", json=doc, timeout=10)

@@ -474,7 +474,6 @@ class Verifier:
         if isinstance(creds, ArtifactVerdict):
             return creds
         failed = ArtifactStatus(verified=False, uri=uri, sha256=None)
-        refused = ArtifactStatus(verified=False, uri=uri, sha256=None)
         try:
             config = store.StoreConfig(
                 endpoint=endpoint or None,
@@ -493,7 +492,7 @@ class Verifier:
                 Verdict.FAILED,
                 "EndpointNotAllowed",
                 msg,
-                refused.model_copy(update={"message": msg}),
+                failed.model_copy(update={"message": msg}),
             )
         except store.ObjectNotFound as e:
             msg = f"artifact {uri} does not exist in the store ({e})"
