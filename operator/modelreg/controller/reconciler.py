@@ -127,6 +127,10 @@ async def _all(calls: list[Coroutine[Any, Any, Any]]) -> None:
             raise r
 
 
+def _uid(body: Body) -> str:
+    return str((body.get("metadata") or {}).get("uid", ""))
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -145,6 +149,9 @@ class Reconciler:
     _rejected: dict[ModelKey, dict[str, lifecycle.Rejection]] = field(default_factory=dict)
     _posted: OrderedDict[tuple[str, str, str, str], _Posted] = field(default_factory=OrderedDict)
     _recheck: dict[ModelKey, asyncio.TimerHandle] = field(default_factory=dict)
+    # uids of the children this operator deleted that the cache may still show (the watch lags):
+    # planning on one would switch production to a Deployment that is gone.
+    _gone: dict[ModelKey, set[str]] = field(default_factory=dict)
     verifier: Verifier | None = None
     on_pass: Callable[[ModelKey], None] | None = None
 
@@ -276,9 +283,13 @@ class Reconciler:
         if unreadable:
             await self._freeze(key, model, model_bodies, unreadable)
             return
-        deployment_bodies = [expand(b) for b in self.caches.deployments.get(key) or []]
+        await self._recheck_conflicts(key, model)
+        self._prune_gone(key)
+
+        verdicts = {mv.metadata.name: self.verifier.verdict(model, mv) for mv in versions}
+        deployment_bodies = self._live(key, self.caches.deployments)
         deployments = [lifecycle.deployment_state(b) for b in deployment_bodies]
-        services = [expand(b) for b in self.caches.services.get(key) or []]
+        services = self._live(key, self.caches.services)
         service = None
         if services:
             slices = [expand(b) for b in self.caches.endpoints.get(key) or []]
@@ -286,9 +297,6 @@ class Reconciler:
         cached = {("Deployment", d.name) for d in deployments} | {
             ("Service", str(b.get("metadata", {}).get("name", ""))) for b in services
         }
-        await self._recheck_conflicts(key, model)
-
-        verdicts = {mv.metadata.name: self.verifier.verdict(model, mv) for mv in versions}
         # A child the API server refuses, or whose name another object holds, is found while
         # applying; the plan is then made again knowing it, before any status is written.
         for _ in range(3):
@@ -309,8 +317,29 @@ class Reconciler:
             )
             if await self._apply_children(key, model, cached, result):
                 break
-        await self._apply(namespace, model, versions, result)
+        await self._apply(key, model, versions, result)
         self._count_phases(key, versions, result)
+
+    def _live(self, key: ModelKey, cache: Mapping[ModelKey, Iterable[bytes]]) -> list[Body]:
+        """The cached children of this Model, less those known to be gone."""
+        bodies = [expand(b) for b in cache.get(key) or []]
+        gone = self._gone.get(key)
+        return [b for b in bodies if _uid(b) not in gone] if gone else bodies
+
+    def _prune_gone(self, key: ModelKey) -> None:
+        """Forget the gone uids the cache no longer shows: their delete events have arrived."""
+        assert self.caches is not None
+        gone = self._gone.get(key)
+        if not gone:
+            return
+        shown = {
+            _uid(expand(b))
+            for cache in (self.caches.deployments, self.caches.services)
+            for b in cache.get(key) or []
+        }
+        gone &= shown
+        if not gone:
+            del self._gone[key]
 
     def _parse_model(
         self, bodies: list[Body], unreadable: list[lifecycle.Unreadable]
@@ -478,11 +507,12 @@ class Reconciler:
 
     async def _apply(
         self,
-        namespace: str,
+        key: ModelKey,
         model: Model | None,
         versions: list[ModelVersion],
         result: lifecycle.Plan,
     ) -> None:
+        namespace = key[0]
         kube = self.kube
         # Statuses are independent of each other: written concurrently, as are the removals.
         by_name = {mv.metadata.name: mv for mv in versions}
@@ -520,19 +550,21 @@ class Reconciler:
         if result.delete_service is not None:
             log.info("deleting Service %s/%s: no version serves", namespace, result.delete_service)
             removals.append(
-                kube.call(
-                    kube.delete_service,
-                    namespace,
-                    result.delete_service,
-                    result.delete_uids.get(result.delete_service),
-                )
+                self._delete(key, kube.delete_service, result.delete_service, result.delete_uids)
             )
         for name in result.delete_deployments:
             log.info("deleting Deployment %s/%s", namespace, name)
-            removals.append(
-                kube.call(kube.delete_deployment, namespace, name, result.delete_uids.get(name))
-            )
+            removals.append(self._delete(key, kube.delete_deployment, name, result.delete_uids))
         await _all(removals)
+
+    async def _delete(
+        self, key: ModelKey, delete: Callable[..., None], name: str, uids: dict[str, str]
+    ) -> None:
+        """Delete a child, and remember it is gone until the cache stops showing it."""
+        uid = uids.get(name)
+        await self.kube.call(delete, key[0], name, uid)
+        if uid:
+            self._gone.setdefault(key, set()).add(uid)
 
     async def _write_status(
         self, plural: str, name: str, namespace: str, uid: str, rv: str, old: Body, new: Body
@@ -635,6 +667,7 @@ class Reconciler:
         self._forget_events(uid)
         self._conflicts.pop(key, None)
         self._rejected.pop(key, None)
+        self._gone.pop(key, None)
         timer = self._recheck.pop(key, None)
         if timer is not None:
             timer.cancel()
