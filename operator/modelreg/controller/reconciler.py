@@ -283,13 +283,12 @@ class Reconciler:
         if unreadable:
             await self._freeze(key, model, model_bodies, unreadable)
             return
-        await self._recheck_conflicts(key, model)
-        self._prune_gone(key)
-
-        verdicts = {mv.metadata.name: self.verifier.verdict(model, mv) for mv in versions}
-        deployment_bodies = self._live(key, self.caches.deployments)
+        deployment_bodies, services = self._without_gone(
+            key,
+            [expand(b) for b in self.caches.deployments.get(key) or []],
+            [expand(b) for b in self.caches.services.get(key) or []],
+        )
         deployments = [lifecycle.deployment_state(b) for b in deployment_bodies]
-        services = self._live(key, self.caches.services)
         service = None
         if services:
             slices = [expand(b) for b in self.caches.endpoints.get(key) or []]
@@ -297,6 +296,9 @@ class Reconciler:
         cached = {("Deployment", d.name) for d in deployments} | {
             ("Service", str(b.get("metadata", {}).get("name", ""))) for b in services
         }
+        await self._recheck_conflicts(key, model)
+
+        verdicts = {mv.metadata.name: self.verifier.verdict(model, mv) for mv in versions}
         # A child the API server refuses, or whose name another object holds, is found while
         # applying; the plan is then made again knowing it, before any status is written.
         for _ in range(3):
@@ -320,26 +322,21 @@ class Reconciler:
         await self._apply(key, model, versions, result)
         self._count_phases(key, versions, result)
 
-    def _live(self, key: ModelKey, cache: Mapping[ModelKey, Iterable[bytes]]) -> list[Body]:
-        """The cached children of this Model, less those known to be gone."""
-        bodies = [expand(b) for b in cache.get(key) or []]
-        gone = self._gone.get(key)
-        return [b for b in bodies if _uid(b) not in gone] if gone else bodies
-
-    def _prune_gone(self, key: ModelKey) -> None:
-        """Forget the gone uids the cache no longer shows: their delete events have arrived."""
-        assert self.caches is not None
+    def _without_gone(
+        self, key: ModelKey, deployments: list[Body], services: list[Body]
+    ) -> tuple[list[Body], list[Body]]:
+        """The cached children, less those this operator deleted. A deleted uid the cache no
+        longer shows is forgotten: its delete event has arrived."""
         gone = self._gone.get(key)
         if not gone:
-            return
-        shown = {
-            _uid(expand(b))
-            for cache in (self.caches.deployments, self.caches.services)
-            for b in cache.get(key) or []
-        }
-        gone &= shown
+            return deployments, services
+        gone &= {_uid(b) for b in deployments + services}
         if not gone:
             del self._gone[key]
+        return (
+            [b for b in deployments if _uid(b) not in gone],
+            [b for b in services if _uid(b) not in gone],
+        )
 
     def _parse_model(
         self, bodies: list[Body], unreadable: list[lifecycle.Unreadable]
@@ -548,20 +545,23 @@ class Reconciler:
         await _all([self._post(namespace, event) for event in result.events])
         removals = []
         if result.delete_service is not None:
-            log.info("deleting Service %s/%s: no version serves", namespace, result.delete_service)
+            name = result.delete_service
+            log.info("deleting Service %s/%s: no version serves", namespace, name)
             removals.append(
-                self._delete(key, kube.delete_service, result.delete_service, result.delete_uids)
+                self._delete(key, kube.delete_service, name, result.delete_uids.get(name))
             )
         for name in result.delete_deployments:
             log.info("deleting Deployment %s/%s", namespace, name)
-            removals.append(self._delete(key, kube.delete_deployment, name, result.delete_uids))
+            removals.append(
+                self._delete(key, kube.delete_deployment, name, result.delete_uids.get(name))
+            )
         await _all(removals)
 
     async def _delete(
-        self, key: ModelKey, delete: Callable[..., None], name: str, uids: dict[str, str]
+        self, key: ModelKey, delete: Callable[..., None], name: str, uid: str | None
     ) -> None:
-        """Delete a child, and remember it is gone until the cache stops showing it."""
-        uid = uids.get(name)
+        """Delete a child (with `uid`, only that very object), and remember it is gone until the
+        cache stops showing it."""
         await self.kube.call(delete, key[0], name, uid)
         if uid:
             self._gone.setdefault(key, set()).add(uid)
