@@ -9,7 +9,8 @@
 #   tools/argocd.sh down        stop every process, delete namespace argocd, Argo CD's CRDs and its
 #                               RBAC, remove .dev/argocd/ (git repositories included)
 #   tools/argocd.sh status
-#   tools/argocd.sh repo NAME   create the bare repository .dev/argocd/git/NAME.git (if missing) and
+#   tools/argocd.sh repo NAME   create the bare repository .dev/argocd/git/NAME.git (if missing; no
+#                               force-push, no branch deletion) and
 #                               print the URL an Application names (file://...)
 #
 # Network: the controller's metrics server binds 0.0.0.0 (hard-coded in Argo CD), so the three
@@ -202,7 +203,10 @@ EOF
       sleep 0.5
     done
   done
-  # The controller's identity and permissions, as upstream's install gives them.
+  # The controller's identity and permissions: upstream's ClusterRole, with its verbs listed.
+  # Upstream grants verbs ["*"], which also grants modelreg's custom verb "promote": the chart's
+  # approval policy could then not tell Argo CD from an approver, whatever
+  # admission.allowedServiceAccounts says. bind and escalate let it create the chart's RBAC.
   kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: ServiceAccount
@@ -219,9 +223,12 @@ metadata:
 rules:
   - apiGroups: ["*"]
     resources: ["*"]
-    verbs: ["*"]
+    verbs: [get, list, watch, create, update, patch, delete, deletecollection]
+  - apiGroups: [rbac.authorization.k8s.io]
+    resources: [roles, clusterroles]
+    verbs: [bind, escalate]
   - nonResourceURLs: ["*"]
-    verbs: ["*"]
+    verbs: [get]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -379,13 +386,15 @@ up() {
     --protected-mode yes --daemonize no --dir "$state/redis"
   wait_ns redis 50 redis "$redis_port"
   # The repo-server runs git-verify-wrapper.sh and gpg-wrapper.sh from PATH on every manifest
-  # generation, even with GPG off; helm and kustomize come from .dev/bin.
+  # generation, even with GPG off; helm and kustomize come from .dev/bin. --revision-cache-expiration
+  # is how long it trusts its last ls-remote of a branch: upstream sets it from timeout.reconciliation
+  # (ARGOCD_RECONCILIATION_TIMEOUT); left at its 3m default, a push waits up to 3 minutes to be seen.
   local env=(env "HOME=$state/home" "TMPDIR=$state/tmp" "PATH=$acd:$bin:$PATH" ARGOCD_GPG_ENABLED=false
     "ARGOCD_TLS_DATA_PATH=$state/tls" "ARGOCD_SSH_DATA_PATH=$state/ssh" "ARGOCD_GNUPGHOME=$state/gnupg"
     "ARGOCD_GPG_DATA_PATH=$state/gpg-data" "ARGOCD_PLUGINSOCKFILEPATH=$state/plugins")
   start_ns repo-server "${env[@]}" "$bin/argocd-repo-server" --address 127.0.0.1 --port "$repo_port" \
     --metrics-address 127.0.0.1 --metrics-port "$repo_metrics_port" --redis "127.0.0.1:$redis_port" \
-    --logformat text
+    --revision-cache-expiration "${resync}s" --logformat text
   wait_ns repo-server 300 tcp "$repo_port"
   # --persist-resource-health: without it v3 keeps per-resource health in redis only, and
   # .status.resources[].health stays empty for kubectl.
@@ -446,7 +455,13 @@ make_repo() { # name
   [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || die "usage: $0 repo NAME (letters, digits, . _ -)"
   mkdir -p "$state/git"
   local d="$state/git/$name.git"
-  [ -d "$d" ] || git init -q --bare --initial-branch=main "$d"
+  if [ ! -d "$d" ]; then
+    git init -q --bare --initial-branch=main "$d"
+    # Like a protected branch on a git host: history Argo CD has synced is never rewritten
+    # (a force-push or a push of a diverged clone is rejected, with git's own message).
+    git -C "$d" config receive.denyNonFastForwards true
+    git -C "$d" config receive.denyDeletes true
+  fi
   echo "file://$d"
 }
 

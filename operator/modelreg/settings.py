@@ -64,6 +64,17 @@ class OperatorSettings(BaseSettings):
         default=False,
         description="Let the builtin runtime load format 'sklearn' (pickle/joblib runs code).",
     )
+    withdraw_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description=(
+            "When no version asks for Production any more, the serving one keeps serving this "
+            "long before its Service and Deployment are removed: a change that archives v2 and "
+            "promotes v3 (or prunes v1.yaml and adds v2.yaml) is written object by object, and "
+            "the moment between two writes must not take production down. 0: at once."
+        ),
+    )
     allow_ambient_credentials: bool = Field(
         default=False,
         description=(

@@ -319,17 +319,33 @@ def test_deleting_the_serving_version_hands_over_then_withdraws(
         timeout=60,
         what="v3's Deployment removed after the hand-over",
     )
-    # The serving version deleted with no successor: production is withdrawn, and says so.
+    # The serving version deleted with no successor: production is withdrawn, and says so, but
+    # only after the grace period (withdrawGraceSeconds, 30 s by default): a change written object
+    # by object (v4 pruned, then v5 added) must not take production down between two writes.
+    deleted = time.monotonic()
     kubectl("-n", namespace, "delete", "mv", "credit-v4", "--wait=true")
+    withdrawing = wait_for(
+        lambda: reg.model_status("credit").get("withdrawAt") and reg.model_status("credit"),
+        timeout=20,
+        what="the Model recording when production is withdrawn",
+    )
+    ready = next(c for c in withdrawing["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Withdrawing"), ready
+    assert withdrawing["withdrawAt"] in ready["message"], ready
+    assert reg.service_version("credit") == "4"
+    assert "WithdrawScheduled" in _event_reasons(reg, "credit")
     wait_for(
         lambda: (
             kubectl.get("service", "credit", namespace) is None and not reg.deployments("credit")
         ),
-        timeout=60,
+        timeout=90,
         what="production withdrawn",
     )
+    assert time.monotonic() - deleted >= 29, "withdrawn before the grace period ended"
     assert "ProductionWithdrawn" in _event_reasons(reg, "credit")
-    assert reg.model_status("credit").get("productionVersion") is None
+    status = reg.model_status("credit")
+    assert status.get("productionVersion") is None
+    assert status.get("withdrawAt") is None
 
 
 # -- 7. serving health is true; repeated Events are counted, not duplicated -------------------

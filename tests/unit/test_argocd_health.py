@@ -65,7 +65,9 @@ def evaluate(script: str, obj: dict[str, Any]) -> dict[str, Any]:
     g = lua.globals()
     for name in _UNAVAILABLE:
         g[name] = None
-    g.obj = lua.table_from(obj, recursive=True)
+    # Through JSON, as Argo CD hands the object over: lupa's table_from would otherwise map two
+    # references to one Python dict onto one (wrongly nested) Lua table.
+    g.obj = lua.table_from(json.loads(json.dumps(obj)), recursive=True)
     result = lua.execute(script)
     assert lua51.lua_type(result) == "table", f"the script returned {result!r}, not a table"
     return {str(k): v for k, v in result.items()}
@@ -162,3 +164,98 @@ def test_a_script_using_an_unopened_library_fails_here() -> None:
         evaluate('return {status = string.upper("healthy")}', {"metadata": {}})
     with pytest.raises(lua51.LuaError):
         evaluate('return {status = os.getenv("HOME")}', {"metadata": {}})
+
+
+def application_script() -> str:
+    data = yaml.safe_load(ARGOCD_CM.read_text())["data"]
+    script: str = data["resource.customizations.health.argoproj.io_Application"]
+    return script
+
+
+_SOURCE = {
+    "repoURL": "file:///srv/git/site.git",
+    "targetRevision": "main",
+    "path": "charts/modelreg",
+    "helm": {"releaseName": "modelreg", "valuesObject": {"image": {"tag": "dev"}}},
+}
+
+
+def application(**status: Any) -> dict[str, Any]:
+    """A child Application of an app of apps, shaped like Argo CD v3.5's status."""
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "modelreg", "namespace": "argocd"},
+        "spec": {"project": "default", "source": _SOURCE},
+        **({"status": status} if status else {}),
+    }
+
+
+_SYNCED = {"status": "Synced", "revision": "c7ad6cd", "comparedTo": {"source": _SOURCE}}
+
+
+@pytest.mark.parametrize(
+    ("case", "obj", "want", "says"),
+    [
+        ("just created", application(), "Progressing", "report its health"),
+        (
+            # Argo CD 3.4+ leaves not-yet-created resources out of health (argo-cd#27917).
+            "healthy before its first sync",
+            application(health={"status": "Healthy"}, sync={"status": "OutOfSync"}),
+            "Progressing",
+            "OutOfSync",
+        ),
+        (
+            "a verdict for the previous source",
+            application(
+                health={"status": "Healthy"},
+                sync={**_SYNCED, "comparedTo": {"source": {**_SOURCE, "targetRevision": "v1"}}},
+            ),
+            "Progressing",
+            "current source",
+        ),
+        (
+            "a sync still running",
+            application(
+                health={"status": "Healthy"},
+                sync=_SYNCED,
+                operationState={"phase": "Running", "message": "waiting for healthy state"},
+            ),
+            "Progressing",
+            "waiting for healthy state",
+        ),
+        (
+            "rolling out",
+            application(health={"status": "Progressing", "message": "1 of 2"}, sync=_SYNCED),
+            "Progressing",
+            "1 of 2",
+        ),
+        (
+            "degraded while out of sync",
+            application(
+                health={"status": "Degraded", "message": "Blocked: sha256 does not match"},
+                sync={"status": "OutOfSync"},
+            ),
+            "Degraded",
+            "sha256 does not match",
+        ),
+        (
+            "synced, compared to its source, healthy",
+            application(
+                health={"status": "Healthy", "message": "all good"},
+                sync=_SYNCED,
+                operationState={"phase": "Succeeded", "message": "successfully synced"},
+            ),
+            "Healthy",
+            "all good",
+        ),
+    ],
+)
+def test_health_of_a_child_application(
+    case: str, obj: dict[str, Any], want: str, says: str
+) -> None:
+    """The app-of-apps check: a wave waits until the child synced its current source and is
+    healthy, not merely until it reports Healthy."""
+    result = evaluate(application_script(), obj)
+    assert result["status"] == want, f"{case}: {result}"
+    assert says in result["message"], f"{case}: {result['message']!r} does not mention {says!r}"

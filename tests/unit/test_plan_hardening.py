@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from modelreg.api.models import API_VERSION, Phase, Stage
+from modelreg.api.models import API_VERSION, Model, ModelVersion, Phase, Stage
 from modelreg.lifecycle import builders, naming
 from modelreg.lifecycle.plan import (
+    ArtifactVerdict,
     Owner,
+    Plan,
     Rejection,
     Unreadable,
+    Verdict,
     foreign_message,
     frozen,
     plan,
@@ -155,6 +158,110 @@ def test_a_demoted_version_keeps_serving_while_its_successor_cannot_take_over() 
     assert p.delete_service is None
     assert ready(p, "m-v1") == ("False", "HandingOver")
     assert model_ready(p)[1] == "HandOverStalled"
+
+
+def test_a_successor_still_being_verified_is_a_hand_over_in_progress_not_a_stall() -> None:
+    """Git archives v1 and promotes v2 in one commit: while v2's artifact is re-checked, v1 keeps
+    serving and the Model stays Ready (Argo CD would otherwise flash Degraded); once the check
+    fails, the hand-over is stalled."""
+    serving = version(1, "Archived", status={"phase": "Serving", "stage": "Production"})
+    successor = version(2, "Production")
+    for verdict in (Verdict.PENDING, Verdict.VERIFYING):
+        art = ArtifactVerdict(verdict, "Verifying", "checking")
+        p = run([serving, successor], artifacts={"m-v2": art}, deployments=[dep(1)], service=svc(1))
+        assert p.serving_version == 1
+        assert p.delete_deployments == []
+        status, reason, message = model_ready(p)
+        assert (status, reason) == ("True", "Rolling"), message
+        assert "v2 (Verifying)" in message
+        assert ready(p, "m-v1") == ("False", "HandingOver")
+        assert not any(e.reason == "HandOverStalled" for e in p.events)
+    for verdict, why in (
+        (Verdict.FAILED, "ArtifactNotFound"),
+        (Verdict.UNKNOWN, "StoreUnavailable"),
+    ):
+        art = ArtifactVerdict(verdict, why, "no")
+        p = run([serving, successor], artifacts={"m-v2": art}, deployments=[dep(1)], service=svc(1))
+        assert p.serving_version == 1
+        assert model_ready(p)[:2] == ("False", "HandOverStalled"), verdict
+
+
+def _graced(m: Model, versions: list[ModelVersion], now: str = NOW) -> Plan:
+    return plan(
+        namespace="ns",
+        model_name="m",
+        model=m,
+        versions=versions,
+        artifacts={v.metadata.name: OK for v in versions},
+        deployments=[dep(1)],
+        service=svc(1),
+        defaults=DEFAULTS,
+        now=now,
+        withdraw_grace_seconds=30,
+    )
+
+
+def test_production_is_withdrawn_only_after_the_grace_period_when_nobody_asks() -> None:
+    """Git archives v1 and promotes v2 in one commit, but Argo CD writes v1 first: for that
+    moment nobody asks for Production, and it must not be torn down."""
+    archived = version(1, "Archived", status={"phase": "Serving", "stage": "Production"})
+    p = _graced(model(productionVersion=1), [archived])
+    assert p.serving_version == 1
+    assert p.delete_service is None
+    assert p.delete_deployments == []
+    assert p.wake_after == 30
+    assert p.model_status is not None
+    assert p.model_status.withdraw_at == "2026-11-24T00:00:30Z"
+    status, reason, message = model_ready(p)
+    assert (status, reason) == ("True", "Withdrawing")
+    assert "keeps serving until 2026-11-24T00:00:30Z" in message
+    assert ready(p, "m-v1") == ("False", "HandingOver")
+    assert [e.reason for e in p.events if e.kind == "Model"] == ["WithdrawScheduled"]
+
+    # Ten seconds on, the time recorded holds (it does not move with every pass).
+    later = _graced(
+        model(productionVersion=1, withdrawAt="2026-11-24T00:00:30Z"),
+        [archived],
+        now="2026-11-24T00:00:10Z",
+    )
+    assert later.serving_version == 1
+    assert later.wake_after == 20
+    assert not any(e.reason == "WithdrawScheduled" for e in later.events)
+
+    # The time has come: the Service and the Deployment go, with the Warning.
+    gone = _graced(
+        model(productionVersion=1, withdrawAt="2026-11-24T00:00:30Z"),
+        [archived],
+        now="2026-11-24T00:00:30Z",
+    )
+    assert gone.serving_version is None
+    assert gone.delete_service == "m"
+    assert gone.delete_deployments == ["m-v1"]
+    assert gone.wake_after is None
+    assert gone.model_status is not None
+    assert gone.model_status.withdraw_at is None
+    assert any(e.reason == "ProductionWithdrawn" for e in gone.events)
+
+
+def test_a_version_asking_again_within_the_grace_cancels_the_withdrawal() -> None:
+    archived = version(1, "Archived", status={"phase": "Serving", "stage": "Production"})
+    p = _graced(
+        model(productionVersion=1, withdrawAt="2026-11-24T00:00:30Z"),
+        [archived, version(2, "Production")],
+    )
+    assert p.serving_version == 1
+    assert p.wake_after is None
+    assert p.model_status is not None
+    assert p.model_status.withdraw_at is None
+    assert model_ready(p)[:2] == ("True", "Rolling")
+    assert [b["metadata"]["name"] for b in p.apply_deployments] == ["m-v2"]
+
+
+def test_a_recorded_withdrawal_further_off_than_the_grace_is_brought_in() -> None:
+    archived = version(1, "Archived", status={"phase": "Serving", "stage": "Production"})
+    p = _graced(model(productionVersion=1, withdrawAt="2026-11-25T00:00:00Z"), [archived])
+    assert p.model_status is not None
+    assert p.model_status.withdraw_at == "2026-11-24T00:00:30Z"
 
 
 def test_a_serving_deployment_without_ready_pods_is_unavailable_and_recovers() -> None:

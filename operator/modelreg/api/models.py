@@ -223,6 +223,14 @@ class ModelStatus(_Wire):
     production_version: int | None = None
     latest_version: int | None = None
     endpoint: Annotated[str, StringConstraints(max_length=URI_MAX)] | None = None
+    withdraw_at: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description=(
+            "No version asks for Production: the serving one keeps serving until this time "
+            "(the operator's withdrawGraceSeconds after the last one stopped asking), then the "
+            "Service and its Deployment are removed."
+        ),
+    )
     conditions: list[Condition] = Field(default_factory=list, max_length=LIST_MAX)
 
 

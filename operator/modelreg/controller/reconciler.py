@@ -149,6 +149,8 @@ class Reconciler:
     _rejected: dict[ModelKey, dict[str, lifecycle.Rejection]] = field(default_factory=dict)
     _posted: OrderedDict[tuple[str, str, str, str], _Posted] = field(default_factory=OrderedDict)
     _recheck: dict[ModelKey, asyncio.TimerHandle] = field(default_factory=dict)
+    # A pass the plan asked for at a time (a grace period ends), if nothing kicks before.
+    _wake: dict[ModelKey, asyncio.TimerHandle] = field(default_factory=dict)
     # uids of the children this operator deleted that the cache may still show (the watch lags):
     # planning on one would switch production to a Deployment that is gone.
     _gone: dict[ModelKey, set[str]] = field(default_factory=dict)
@@ -177,7 +179,7 @@ class Reconciler:
         for slot in self._slots.values():
             if slot.retry is not None:
                 slot.retry.cancel()
-        for timer in self._recheck.values():
+        for timer in [*self._recheck.values(), *self._wake.values()]:
             timer.cancel()
         if self.verifier is not None:
             await self.verifier.close()
@@ -316,11 +318,21 @@ class Reconciler:
                 cluster_domain=self.settings.cluster_domain,
                 conflicts=self._conflicts.get(key),
                 rejected=self._rejected.get(key),
+                withdraw_grace_seconds=self.settings.withdraw_grace_seconds,
             )
             if await self._apply_children(key, model, cached, result):
                 break
         await self._apply(key, model, versions, result)
         self._count_phases(key, versions, result)
+        self._wake_later(key, result.wake_after)
+
+    def _wake_later(self, key: ModelKey, seconds: float | None) -> None:
+        timer = self._wake.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if seconds is not None:
+            # A little after the time: the plan compares whole seconds.
+            self._wake[key] = asyncio.get_running_loop().call_later(seconds + 0.5, self.kick, *key)
 
     def _without_gone(
         self, key: ModelKey, deployments: list[Body], services: list[Body]
@@ -668,9 +680,10 @@ class Reconciler:
         self._conflicts.pop(key, None)
         self._rejected.pop(key, None)
         self._gone.pop(key, None)
-        timer = self._recheck.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        for timers in (self._recheck, self._wake):
+            timer = timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
 
     def _forget_events(self, uid: str) -> None:
         for key in [k for k in self._posted if k[1] == uid]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from modelreg.api.models import (
@@ -217,6 +218,8 @@ class Plan:
     conflicts: dict[ChildKey, str] = field(default_factory=dict)
     # Deployments of an older operator (controlled by their ModelVersion) to hand to the Model.
     adopt: dict[str, str] = field(default_factory=dict)
+    # Plan again after this many seconds even if nothing changes (a grace period ends).
+    wake_after: float | None = None
 
 
 def deployment_state(body: Body) -> DeploymentState:
@@ -328,6 +331,8 @@ class _Verdicts:
     update_failed: str | None = None  # the serving version's in-place update missed its deadline
     unavailable: bool = False  # the serving version has no ready pod
     handover: str | None = None  # why a version that no longer asks for Production still serves
+    handover_pending: str | None = None  # the same, while its successor is still being verified
+    withdraw_at: str | None = None  # nobody asks for Production: it is withdrawn at this time
 
 
 def plan(
@@ -345,7 +350,15 @@ def plan(
     cluster_domain: str = "svc",
     conflicts: dict[ChildKey, str] | None = None,
     rejected: dict[str, Rejection] | None = None,
+    withdraw_grace_seconds: float = 0.0,
 ) -> Plan:
+    """Everything the reconciler does for one Model, from what it sees.
+
+    `withdraw_grace_seconds`: when no version asks for Production any more, the serving one keeps
+    serving this long before production is withdrawn. Git and `kubectl apply -f dir/` write the
+    objects of one change one by one (v2 archived, then v3 promoted; v1 pruned, then v2 added), and
+    the moment between two writes must not take production down.
+    """
     out = Plan()
     rejected = rejected or {}
     model_uid = model.metadata.uid if model is not None else None
@@ -470,9 +483,21 @@ def plan(
         demoted = all(v.n != current for v in asking)
         stuck = [v for v in asking if v.n != current]
         if stuck and demoted and model is not None:
-            verdicts.handover = "version(s) asking for Production cannot take over: " + ", ".join(
-                f"v{v.n} ({_why_not(v, verdicts)})" for v in stuck
-            )
+            listed = ", ".join(f"v{v.n} ({_why_not(v, verdicts)})" for v in stuck)
+            # A successor whose artifact check is under way (a promotion re-confirms it) is not a
+            # stalled hand-over: GitOps tools would read that as Degraded for a few seconds.
+            if any(v.art.verdict in (Verdict.PENDING, Verdict.VERIFYING) for v in stuck):
+                verdicts.handover_pending = "being verified before it takes over: " + listed
+            else:
+                verdicts.handover = "version(s) asking for Production cannot take over: " + listed
+        elif not asking and model is not None and withdraw_grace_seconds > 0:
+            at = _withdraw_at(model.status.withdraw_at, now, withdraw_grace_seconds)
+            left = (at - _parse_time(now)).total_seconds()
+            if left > 0:
+                verdicts.withdraw_at = _format_time(at)
+                out.wake_after = left
+            else:
+                serving = None
         else:
             serving = None
 
@@ -561,6 +586,27 @@ def plan(
     return out
 
 
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _format_time(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _withdraw_at(recorded: str | None, now: str, grace: float) -> datetime:
+    """When production goes: the time recorded when nobody asked any more, else now + grace
+    (rounded up to the second the status can hold). A recorded time further off than the grace
+    (the setting was lowered, or a clock moved back) is brought in to it."""
+    latest = _parse_time(now) + timedelta(seconds=-(-grace // 1))
+    if recorded:
+        try:
+            return min(_parse_time(recorded), latest)
+        except ValueError:
+            pass
+    return latest
+
+
 def _why_not(v: _Version, verdicts: _Verdicts) -> str:
     if v.n in verdicts.conflict:
         return "NameConflict"
@@ -621,6 +667,13 @@ def _version_status(
         if not ready:
             if verdicts.handover is not None:
                 message += f"; keeps serving: {verdicts.handover}"
+            elif verdicts.handover_pending is not None:
+                message += f"; keeps serving while its successor is {verdicts.handover_pending}"
+            elif verdicts.withdraw_at is not None:
+                message += (
+                    "; no version asks for Production: it keeps serving until "
+                    f"{verdicts.withdraw_at}, then production is withdrawn"
+                )
             elif candidate:
                 message += f"; keeps serving until version {candidate} is Available"
         if invalid_message is not None:
@@ -854,6 +907,15 @@ def _model_status(
         ready, reason = False, "HandOverStalled"
         message = f"version {serving} no longer asks for Production but keeps serving: "
         message += verdicts.handover
+    elif serving is not None and verdicts.withdraw_at is not None:
+        ready, reason = True, "Withdrawing"
+        message = (
+            f"no version asks for Production: version {serving} keeps serving until "
+            f"{verdicts.withdraw_at}, then the Service and its Deployment are removed"
+        )
+    elif serving is not None and verdicts.handover_pending is not None:
+        ready, reason = True, "Rolling"
+        message = f"version {serving} serves; its successor is {verdicts.handover_pending}"
     elif serving is not None and (candidate is None or candidate.n == serving):
         ready, reason, message = True, "Serving", f"version {serving} serves production"
     elif serving is not None and candidate is not None:
@@ -887,9 +949,21 @@ def _model_status(
         endpoint=naming.endpoint(model.metadata.name, namespace, cluster_domain)
         if serving is not None
         else None,
+        withdraw_at=verdicts.withdraw_at,
         conditions=conds,
     )
     events: list[Event] = []
+    if verdicts.withdraw_at is not None and old.withdraw_at is None:
+        events.append(
+            Event(
+                "Model",
+                model.metadata.name,
+                model.metadata.uid,
+                "Normal",
+                "WithdrawScheduled",
+                message,
+            )
+        )
     if old.production_version != serving:
         events.append(
             Event(

@@ -9,15 +9,17 @@ real ONNX model verified in the S3 server. The tests run in order on that one in
 
 1. install by sync waves: the operator is Available before the samples Application exists, and
    all three Applications reach Synced and Healthy; a prediction comes through the Service;
-2. replace by commit (v1.yaml deleted, v2.yaml added in Production, automated prune): production
-   hands over with no failed request, and Argo CD pruned v1 and never reported Degraded;
+2. replace by commit (v1.yaml deleted, v2.yaml added in Production, automated prune with
+   PruneLast): production hands over with no failed request, and Argo CD pruned v1 only after v2
+   served, and never reported Degraded;
 3. promotion by commit: Progressing (Argo CD's own health, from the Lua check) while the version
    verifies and rolls out, then Healthy when it serves; Ready and Archived versions are Healthy;
 4. no drift: Synced through three resyncs while the operator writes status and Events;
 5. a bad commit (wrong sha256) is Degraded with the Blocked message in Argo CD's resource health;
    its revert is Healthy again;
 6. approval: with Argo CD's ServiceAccount out of admission.allowedServiceAccounts, a promoting
-   commit fails to sync with the policy's message; put back, the same change syncs.
+   commit fails to sync with the policy's message; put back, the same change syncs;
+7. a force-push from a diverged clone is rejected with git's message; Argo CD keeps its revision.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import copy
 import json
 import secrets
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -218,19 +221,6 @@ def _teardown(s: Site) -> None:
         s.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found")
 
 
-def _crd_applied_at(kubectl: Kubectl) -> str:
-    crd = json.loads(
-        kubectl("get", "crd", "modelversions.modelreg.dev", "-o", "json", "--show-managed-fields")
-    )
-    times = [
-        m["time"]
-        for m in crd["metadata"].get("managedFields") or []
-        if m.get("manager") == "argocd-controller"
-    ]
-    assert times, f"Argo CD never applied the CRD: {crd['metadata'].get('managedFields')}"
-    return max(times)
-
-
 # -- 1. install -----------------------------------------------------------------------------------
 
 
@@ -254,13 +244,12 @@ def test_install_by_sync_waves_to_a_prediction(site: Site) -> None:
     assert available["status"] == "True"
     assert available["lastTransitionTime"] <= samples["metadata"]["creationTimestamp"]
     assert samples["metadata"]["creationTimestamp"] <= model["metadata"]["creationTimestamp"]
-    # The CRDs carry wave -1 and Delete=false, and Argo CD applied them no later than the operator.
+    # The CRDs carry wave -1 and Delete=false (uninstalling the app must not delete every Model).
     crd = site.kubectl.get("crd", "modelversions.modelreg.dev")
     assert crd is not None
     annotations = crd["metadata"]["annotations"]
     assert annotations.get("argocd.argoproj.io/sync-wave") == "-1", annotations
     assert annotations.get("argocd.argoproj.io/sync-options") == "Delete=false", annotations
-    assert _crd_applied_at(site.kubectl) <= deploy["metadata"]["creationTimestamp"]
 
     assert site.phase(1) == "Serving"
     assert_health(site, 1, "Healthy", "Serving")
@@ -276,15 +265,17 @@ def test_install_by_sync_waves_to_a_prediction(site: Site) -> None:
 # -- 2. replace -----------------------------------------------------------------------------------
 
 
-def _watch(site: Site, until: Any, timeout: float, what: str) -> list[tuple[str, str, str]]:
-    """Poll the samples Application until `until()`; the distinct (health, v-health) seen."""
-    seen: list[tuple[str, str, str]] = []
+def _watch(site: Site, until: Any, timeout: float, what: str) -> list[tuple[str, str, str, str]]:
+    """Poll the samples Application until `until()`; the distinct (app health, version health,
+    the version's phase, the Model's health and message) seen, all as Argo CD reports them."""
+    seen: list[tuple[str, str, str, str]] = []
 
     def step() -> bool:
         app_health = site.argocd.state(SAMPLES_APP)[1]
+        model = ":".join(site.argocd.health(SAMPLES_APP, "Model", MODEL))
         for n in (2, 3, 4):
             status, message = site.mv_health(n)
-            entry = (app_health, f"v{n}:{status}", message.split(":")[0])
+            entry = (app_health, f"v{n}:{status}", message.split(":")[0], model)
             if status and (not seen or seen[-1] != entry) and entry not in seen[-6:]:
                 seen.append(entry)
         return bool(until())
@@ -327,7 +318,7 @@ def test_replace_by_commit_hands_over_without_a_gap(site: Site) -> None:
     ]
     assert [r["status"] for r in pruned] == ["Pruned"], op["syncResult"]["resources"]
     assert not site.argocd.resource(SAMPLES_APP, "ModelVersion", f"{MODEL}-v1")
-    assert all(h not in ("Degraded", "Missing") for h, _, _ in seen), seen
+    assert all(h not in ("Degraded", "Missing") for h, *_ in seen), seen
     wait_for(
         lambda: site.kubectl.get("deployment", f"{MODEL}-v1", site.apps) is None,
         timeout=60,
@@ -356,13 +347,19 @@ def test_promotion_by_commit_is_progressing_then_healthy(site: Site) -> None:
     )
     site.journal.append(f"promote: {seen}")
     # Argo CD's own resource health of the version, from the Lua check, as the rollout went on.
-    v3 = [(status, phase) for _, status, phase in seen if status == "v3:Progressing"]
+    v3 = [(status, phase) for _, status, phase, _ in seen if status == "v3:Progressing"]
     assert v3, f"Argo CD never reported v3 Progressing: {seen}"
     assert {p for _, p in v3} & {"Verifying", "Rolling"}, seen
-    assert any(h == "Progressing" for h, _, _ in seen), f"the app was never Progressing: {seen}"
+    assert any(h == "Progressing" for h, *_ in seen), f"the app was never Progressing: {seen}"
+    # A promotion is not a fault: neither the app nor the Model is ever Degraded on the way.
+    assert all(h != "Degraded" and not m.startswith("Degraded") for h, _, _, m in seen), seen
     assert_health(site, 3, "Healthy", "Serving")
-    assert site.phase(2) == "Archived"
-    assert_health(site, 2, "Healthy", "Archived")
+    wait_for(lambda: site.phase(2) == "Archived", timeout=60, what="v2 Archived after v3 serves")
+    wait_for(
+        lambda: site.mv_health(2)[0] == "Healthy" and site.mv_health(2)[1].startswith("Archived"),
+        timeout=60,
+        what=f"Argo CD's health of v2 Healthy/Archived: {site.mv_health(2)}",
+    )
     assert site.argocd.state(SAMPLES_APP)[1] == "Healthy"
     wait_for(
         lambda: answers(site.host(), MODEL, site.onnx.request(), site.onnx.expected()),
@@ -483,3 +480,43 @@ def test_a_promotion_needs_argocd_among_the_allowed_service_accounts(site: Site)
     site.converged(allowed, timeout=300)
     wait_for(lambda: site.phase(4) == "Serving", timeout=180, what="v4 Serving")
     assert site.phase(3) == "Archived"
+
+
+# -- 7. a rejected push ----------------------------------------------------------------------------
+
+
+def test_a_push_of_a_diverged_clone_is_rejected_and_argocd_keeps_its_revision(
+    site: Site, tmp_path: Any
+) -> None:
+    """The repository is protected like a hosted main branch: a clone that missed the last
+    commits cannot overwrite them. git says why, and Argo CD stays on what it synced."""
+    synced = site.argocd.state(SAMPLES_APP)[2]
+    stale = tmp_path / "stale"
+    subprocess.run(["git", "clone", "-q", site.repo.url, str(stale)], check=True, timeout=60)
+    subprocess.run(
+        ["git", "-C", str(stale), "reset", "-q", "--hard", "HEAD~2"], check=True, timeout=60
+    )
+    (stale / "samples" / "v1.yaml").write_text("# a change made on an old checkout\n")
+    for args in (
+        ("add", "-A"),
+        ("-c", "user.name=e2e", "-c", "user.email=e2e@modelreg.dev", "commit", "-q", "-m", "old"),
+    ):
+        subprocess.run(["git", "-C", str(stale), *args], check=True, timeout=60)
+    push = subprocess.run(
+        ["git", "-C", str(stale), "push", "--force", "origin", "HEAD:main"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert push.returncode != 0, push
+    assert "non-fast-forward" in push.stderr or "rejected" in push.stderr, push.stderr
+    head = subprocess.run(
+        ["git", "ls-remote", site.repo.url, "refs/heads/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()[0]
+    assert head == synced == site.repo.commits[-1], (head, synced)
+    assert site.argocd.state(SAMPLES_APP)[:2] == ("Synced", "Healthy")
