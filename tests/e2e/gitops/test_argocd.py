@@ -302,7 +302,9 @@ def test_replace_by_commit_hands_over_without_a_gap(site: Site) -> None:
         time.sleep(2)
     finally:
         load.stop()
-    site.journal.append(f"replace: {seen}; load ok={load.ok} failed={len(load.failures)} by version {load.versions}")
+    site.journal.append(
+        f"replace: {seen}; load ok={load.ok} failed={len(load.failures)} by version {load.versions}"
+    )
     assert load.failures == [], f"{len(load.failures)} of {load.total} failed: {load.failures[:5]}"
     assert load.ok > 50, load.versions
     assert load.versions["1"] > 0, load.versions
