@@ -56,6 +56,7 @@ def policy(helm: Helm, kubectl: Kubectl) -> Iterator[Policy]:
             "install", release, str(CHART), "-n", ns, "--set", "crds.enabled=false",
             "--set-json", f"watchNamespaces={json.dumps([ns])}",
             "--set-json", f"admission.namespaceSelector={json.dumps(selector)}",
+            "--set-json", f"tagLabels.namespaceSelector={json.dumps(selector)}",
             "--set-json", f"admission.allowedServiceAccounts={json.dumps(allowed)}",
         )  # fmt: skip
         yield Policy(
@@ -596,3 +597,38 @@ def test_reserved_env_names_are_refused(kubectl: Kubectl, guarded: str) -> None:
         {"spec": {"serving": {"env": [*allowed, {"name": "MODELREG_HTTP_PORT", "value": "1"}]}}},
     )  # fmt: skip
     assert "spec.serving.env may not set MODELREG_HTTP_PORT" in added.stderr, added.stderr
+
+
+def test_tags_are_mirrored_into_labels_and_cannot_be_forged(kubectl: Kubectl, guarded: str) -> None:
+    """The tag-labels MutatingAdmissionPolicy: the API server writes modelreg.dev/tag-<key> from
+    spec.tags on every write, for label selectors, whoever writes and whatever they send."""
+    ns = guarded
+    obj = model("tagged", ns)
+    obj["metadata"]["labels"] = {"keep": "me", "modelreg.dev/tag-team": "forged"}
+    obj["spec"]["tags"] = {"team": "risk", "use case": "cards", "tier": "gold silver", "pii": ""}
+    created = create_as(kubectl, "alice", obj)
+    assert created.returncode == 0, created.stderr
+
+    def labels() -> dict[str, str]:
+        return dict(
+            ((kubectl.get("model", "tagged", ns) or {}).get("metadata") or {}).get("labels") or {}
+        )
+
+    # Tags that cannot be labels ("use case": a space in the key; "gold silver" in the value) are
+    # left out; the forged value is replaced by the tag's.
+    assert labels() == {"keep": "me", "modelreg.dev/tag-team": "risk", "modelreg.dev/tag-pii": ""}
+    found = kubectl("-n", ns, "get", "models", "-l", "modelreg.dev/tag-team=risk", "-o", "name")
+    assert found.split() == ["model.modelreg.dev/tagged"]
+
+    # A tag changed or removed moves its label; a label added by hand under the prefix goes.
+    patched = as_user(kubectl, "alice", "-n", ns, "patch", "model", "tagged", "--type=merge", "-p",
+                      json.dumps({"spec": {"tags": {"team": "fraud", "pii": None}}}))  # fmt: skip
+    assert patched.returncode == 0, patched.stderr
+    assert labels() == {"keep": "me", "modelreg.dev/tag-team": "fraud"}
+    forged = as_user(kubectl, "alice", "-n", ns, "label", "model", "tagged",
+                     "modelreg.dev/tag-team=risk", "modelreg.dev/tag-owner=mallory", "--overwrite")  # fmt: skip
+    assert forged.returncode == 0, forged.stderr
+    assert labels() == {"keep": "me", "modelreg.dev/tag-team": "fraud"}
+    assert (
+        kubectl("-n", ns, "get", "models", "-l", "modelreg.dev/tag-team=risk", "-o", "name") == ""
+    )

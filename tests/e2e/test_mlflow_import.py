@@ -119,6 +119,7 @@ def test_import_mlflow_registry(
     r = modelreg(kubeconfig, namespace, *args)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "created 2 model(s), 4 version(s); 0 already imported"
+    assert "aliases      iris-classifier: @champion -> v2" in r.stdout.splitlines()
 
     models = {m["metadata"]["name"]: m for m in kubectl.items("models", namespace)}
     assert set(models) == {"iris-classifier", "fraud-detector"}
@@ -139,6 +140,8 @@ def test_import_mlflow_registry(
         "iris-classifier-v3": "Staging",
         "fraud-detector-v1": "None",
     }
+    # MLflow's alias is carried over as an alias, not only as a stage.
+    assert models["iris-classifier"]["spec"]["aliases"] == {"champion": 2}
     v2 = versions["iris-classifier-v2"]["spec"]
     assert v2["params"] == {"C": "1.0"}
     assert 0.9 < v2["metrics"]["accuracy"] <= 1.0
@@ -194,6 +197,7 @@ def test_import_mlflow_registry(
     report = json.loads(r.stdout)
     assert report["modelsCreated"] == []
     assert {v["action"] for v in report["versions"]} == {"exists"}
+    assert report["aliases"] == {"iris-classifier": {"champion": 2}}
     assert snapshot() == before
 
 

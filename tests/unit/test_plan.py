@@ -367,3 +367,38 @@ def test_deployment_state_reads_available_and_deadline() -> None:
     st = deployment_state(body)
     assert st.deadline_exceeded
     assert st.version == 1
+
+
+def test_aliases_that_resolve_are_published_and_the_others_are_named() -> None:
+    m = model()
+    m.spec.aliases = {"champion": 1, "old": 2, "typo": 9}
+    vs = [
+        version(1, "Production"),
+        version(2, "Archived"),
+    ]
+    first = run(vs, m=m, deployments=[dep(1)], service=svc(1))
+    st = first.model_status
+    assert st is not None
+    assert st.aliases == {"champion": 1}
+    cond = next(c for c in st.conditions if c.type == "AliasesResolved")
+    assert (cond.status, cond.reason) == ("False", "AliasNotResolved")
+    assert "'old' of m points at version 2, which is Archived" in cond.message
+    assert "'typo' of m points at version 9, which does not exist" in cond.message
+    warned = [e for e in first.events if e.reason == "AliasNotResolved"]
+    assert [e.type for e in warned] == ["Warning"]
+    # Converged: the same verdict is neither written nor announced again.
+    again = model(**st.wire())
+    again.spec.aliases = dict(m.spec.aliases)
+    second = run(vs, m=again, deployments=[dep(1)], service=svc(1))
+    assert not [e for e in second.events if e.reason == "AliasNotResolved"]
+    # Fixed: the condition turns True; aliases removed: the condition goes.
+    again.spec.aliases = {"champion": 1}
+    fixed = run(vs, m=again, deployments=[dep(1)], service=svc(1)).model_status
+    assert fixed is not None
+    cond = next(c for c in fixed.conditions if c.type == "AliasesResolved")
+    assert (cond.status, cond.message) == ("True", "@champion -> v1")
+    again.spec.aliases = {}
+    gone = run(vs, m=again, deployments=[dep(1)], service=svc(1)).model_status
+    assert gone is not None
+    assert not [c for c in gone.conditions if c.type == "AliasesResolved"]
+    assert gone.aliases == {}

@@ -16,7 +16,9 @@ import yaml
 from pydantic import BaseModel
 
 from modelreg.api.models import (
+    ALIAS_PATTERN,
     GROUP,
+    RESERVED_ALIAS_PATTERN,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
     VERSION,
@@ -205,6 +207,16 @@ def _model_schema() -> Schema:
                 "set from spec.storage by the operator)'"
             ),
         )
+    ]
+    spec["properties"]["aliases"]["x-kubernetes-validations"] = [
+        _rule(
+            f"self.all(k, k.matches('{ALIAS_PATTERN}'))",
+            "spec.aliases: an alias is a letter, then at most 62 letters, digits, '_' or '-'",
+        ),
+        _rule(
+            f"!self.exists(k, k.matches('{RESERVED_ALIAS_PATTERN}'))",
+            "spec.aliases: 'latest' and v<N> are reserved, they already mean a version",
+        ),
     ]
     gate = spec["properties"]["promotion"]["properties"]["gates"]["items"]
     gate["x-kubernetes-validations"] = [

@@ -36,6 +36,11 @@ DNSName = Annotated[
 ShortStr = Annotated[str, StringConstraints(max_length=SHORT_STR)]
 LongStr = Annotated[str, StringConstraints(max_length=LONG_STR)]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=SHORT_STR)]
+AliasName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
+# An alias's name, and the names a `models:/` URI already gives a meaning (checked by the CRD's
+# CEL rules and by modelreg.lifecycle.aliases).
+ALIAS_PATTERN = "^[A-Za-z][A-Za-z0-9_-]{0,62}$"
+RESERVED_ALIAS_PATTERN = "^(latest|[vV][0-9]+)$"
 
 
 class Stage(enum.StrEnum):
@@ -204,6 +209,15 @@ class ModelSpec(_Wire):
     description: LongStr = ""
     owner: ShortStr = ""
     tags: dict[Key, ShortStr] = Field(default_factory=dict, max_length=MAP_MAX)
+    aliases: dict[AliasName, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        default_factory=dict,
+        max_length=MAP_MAX,
+        description=(
+            "Alias name -> version number, like MLflow's @champion. An alias resolves only to a "
+            "version that exists and is neither Archived nor Blocked; status.aliases lists the "
+            "ones that do."
+        ),
+    )
     storage: Storage | None = None
     promotion: Promotion = Field(default_factory=Promotion)
     serving: Serving = Field(default_factory=Serving)
@@ -223,6 +237,11 @@ class ModelStatus(_Wire):
     production_version: int | None = None
     latest_version: int | None = None
     endpoint: Annotated[str, StringConstraints(max_length=URI_MAX)] | None = None
+    aliases: dict[AliasName, int] = Field(
+        default_factory=dict,
+        max_length=MAP_MAX,
+        description="The aliases of spec.aliases that resolve (see the AliasesResolved condition).",
+    )
     withdraw_at: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None,
         description=(

@@ -29,7 +29,7 @@ from modelreg import __version__
 from modelreg.api.models import Phase, Stage
 from modelreg.cli import output
 from modelreg.cli.progress import ProgressBar
-from modelreg.sdk.client import Client, parse_stage, parse_version_ref
+from modelreg.sdk.client import Client, is_uri_ref, parse_stage, parse_version_ref
 from modelreg.sdk.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -107,11 +107,25 @@ def _version_arg(value: str) -> int:
     return int(m.group(1))
 
 
+def _version_or_alias(value: str) -> int | str:
+    """A version number, or "@ALIAS" (kept as the string)."""
+    if value.startswith("@") and len(value) > 1:
+        return value
+    return _version_arg(value)
+
+
 def _kv(value: str) -> tuple[str, str]:
     key, sep, val = value.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{value!r} is not KEY=VALUE")
     return key.strip(), val.strip()
+
+
+def _tag(value: str) -> tuple[str, str | None]:
+    key, sep, val = value.partition("=")
+    if not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE or KEY, got {value!r}")
+    return key, (val if sep else None)
 
 
 def _metric(value: str) -> tuple[str, float]:
@@ -144,7 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def ref(p: argparse.ArgumentParser, what: str = "version") -> None:
         p.add_argument("name", metavar="NAME", help=f"{what}: MODEL-vN, or MODEL with VERSION")
-        p.add_argument("version", metavar="VERSION", nargs="?", type=_version_arg, help="e.g. 3")
+        p.add_argument(
+            "version",
+            metavar="VERSION",
+            nargs="?",
+            type=_version_or_alias,
+            help="e.g. 3 or @champion",
+        )
 
     p = cmd("register", "upload an artifact and create the next version of a model")
     p.add_argument("model", metavar="MODEL")
@@ -164,8 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds for --wait (default 300)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = cmd("list", "list model versions (of one model, or of the namespace)")
+    p = cmd("list", "list model versions (of one model, or of the namespace), filtered")
     p.add_argument("model", metavar="MODEL", nargs="?")
+    p.add_argument("--stage", action="append", default=[], help="STAGE (repeat for any of them)")
+    p.add_argument("--phase", action="append", default=[], help="PHASE[,PHASE] (e.g. Serving)")
+    p.add_argument(
+        "--tag", type=_tag, action="append", default=[], help="KEY=VALUE or KEY (a Model tag)"
+    )
+    p.add_argument("--alias", help="only the version this alias names")
+    p.add_argument("--where", action="append", default=[], help="METRIC OP NUMBER, e.g. 'auc>=0.9'")
 
     cmd("models", "list models")
 
@@ -190,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="return once the request is recorded")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
 
+    p = cmd("alias", "set, remove or list a model's aliases (like MLflow's @champion)")
+    actions = p.add_subparsers(dest="alias_action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    q = actions.add_parser("set", help="point ALIAS at VERSION", parents=common)
+    q.add_argument("model", metavar="MODEL")
+    q.add_argument("alias", metavar="ALIAS")
+    q.add_argument("version", metavar="VERSION", type=_version_arg)
+    q = actions.add_parser("rm", help="remove ALIAS", parents=common)
+    q.add_argument("model", metavar="MODEL")
+    q.add_argument("alias", metavar="ALIAS")
+    q = actions.add_parser(
+        "list", help="the model's aliases and whether they resolve", parents=common
+    )
+    q.add_argument("model", metavar="MODEL")
+
     p = cmd("history", "stage history of a version, or of all versions of a model")
     ref(p, "a model or a version")
 
@@ -197,6 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("versions", metavar="VERSION", nargs="*", type=_version_arg)
     p.add_argument("--plot", metavar="FILE.png", help="also draw the metrics to this file")
+
+    p = cmd("download", "fetch a version's artifact, checked against its sha256")
+    ref(p, "a version (MODEL-vN, MODEL@ALIAS, models:/MODEL/N)")
+    p.add_argument(
+        "--out",
+        dest="dest",
+        metavar="PATH",
+        help="a file, or a directory to put it in (default: .)",
+    )
 
     p = cmd("verify", "re-hash the stored artifact and compare it with the recorded sha256")
     ref(p)
@@ -252,6 +303,9 @@ class App:
     def __init__(
         self, args: argparse.Namespace, make_client: ClientFactory, out: TextIO, err: TextIO
     ) -> None:
+        version = getattr(args, "version", None)
+        if isinstance(version, str):  # MODEL @ALIAS: the same as MODEL@ALIAS
+            args.name, args.version = f"{args.name}{version}", None
         self.args = args
         self._make_client = make_client
         self._client: Client | None = None
@@ -276,9 +330,12 @@ class App:
 
     def version_ref(self) -> tuple[str, int | None]:
         name, version = self.args.name, self.args.version
+        if version is None and is_uri_ref(name):
+            return self.client.resolve(name)
         if version is None and parse_version_ref(name) is None:
             raise InvalidArgument(
-                f"{name!r} names no version: give MODEL VERSION (e.g. {name} 3) or {name}-v3"
+                f"{name!r} names no version: give MODEL VERSION (e.g. {name} 3), {name}-v3 "
+                f"or {name}@ALIAS"
             )
         return name, version
 
@@ -324,9 +381,15 @@ class App:
         return EXIT_OK
 
     def list(self) -> int:
-        versions = self.client.list(self.args.model)
-        if self.args.model and not versions:
-            self.client.get_model(self.args.model)  # not found -> exit 3
+        a = self.args
+        versions = self.client.search(
+            a.model,
+            stage=a.stage,
+            phase=[p for item in a.phase for p in item.split(",") if p.strip()],
+            tags=dict(a.tag),
+            alias=a.alias,
+            where=a.where,
+        )
         gates: dict[str, list[str]] = {}
         if not self.structured:
             try:
@@ -346,6 +409,8 @@ class App:
 
     def get(self) -> int:
         name, version = self.args.name, self.args.version
+        if version is None and is_uri_ref(name):
+            name, version = self.client.resolve(name)
         if version is None and parse_version_ref(name) is None:
             mdl = self.client.get_model(name)
             versions = self.client.list(name)
@@ -422,6 +487,23 @@ class App:
         )
         return EXIT_OK
 
+    def alias(self) -> int:
+        a = self.args
+        if a.alias_action == "list":
+            mdl = self.client.get_model(a.model)
+            self.emit(
+                {"aliases": mdl.spec.aliases, "resolved": mdl.status.aliases},
+                output.aliases_text(mdl, self.client.list(a.model)),
+            )
+            return EXIT_OK
+        if a.alias_action == "set":
+            mdl = self.client.set_alias(a.model, a.alias, a.version)
+            self.emit(mdl.wire(), f"{a.model}@{a.alias} -> version {a.version}")
+            return EXIT_OK
+        mdl = self.client.remove_alias(a.model, a.alias)
+        self.emit(mdl.wire(), f"removed {a.model}@{a.alias}")
+        return EXIT_OK
+
     def history(self) -> int:
         records = self.client.history(self.args.name, self.args.version)
         data = [
@@ -446,6 +528,12 @@ class App:
 
             path = plot_comparison(c, Path(self.args.plot))
             self.note(f"wrote {path}")
+        return EXIT_OK
+
+    def download(self) -> int:
+        name, version = self.version_ref()
+        path = self.client.download(name, version, self.args.dest)
+        self.emit({"path": str(path)}, f"wrote {path}")
         return EXIT_OK
 
     def verify(self) -> int:
@@ -516,6 +604,8 @@ class App:
                 }
                 for v in report.versions
             ],
+            "aliases": report.aliases,
+            "aliasesSkipped": report.aliases_skipped,
         }
         created = len(report.created)
         summary = (
@@ -525,8 +615,13 @@ class App:
         )
         if self.structured:
             self.emit(data, "")
-        else:
-            self.out.write(summary + "\n")
+            return EXIT_OK
+        for model, carried in sorted(report.aliases.items()):
+            pairs = ", ".join(f"@{alias} -> v{n}" for alias, n in sorted(carried.items()))
+            self.out.write(f"aliases      {model}: {pairs}\n")
+        for skipped in report.aliases_skipped:
+            self.out.write(f"alias not carried over: {skipped}\n")
+        self.out.write(summary + "\n")
         return EXIT_OK
 
 

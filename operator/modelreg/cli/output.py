@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from modelreg.api.models import Model, ModelVersion, Stage
+from modelreg.lifecycle import aliases as alias_rules
 from modelreg.sdk.client import Comparison, HistoryRecord, VerifyReport
 
 NONE = "<none>"
@@ -208,6 +209,10 @@ def describe_model(m: Model, versions: Sequence[ModelVersion]) -> str:
         )
     else:
         lines.append(f"  {NONE}")
+    lines.append("Tags:")
+    lines += _kv(spec.tags)
+    lines.append("Aliases:")
+    lines += ["  " + line for line in aliases_text(m, versions).splitlines()]
     lines.append("Gates:")
     if spec.promotion.gates:
         for g in spec.promotion.gates:
@@ -221,6 +226,18 @@ def describe_model(m: Model, versions: Sequence[ModelVersion]) -> str:
     lines.append("Versions:")
     gated = {m.metadata.name: [g.metric for g in spec.promotion.gates]}
     lines.append("  " + versions_table(versions, gated).replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
+def aliases_text(m: Model, versions: Sequence[ModelVersion]) -> str:
+    """One line per alias: the version it names and, when it does not resolve, why."""
+    if not m.spec.aliases:
+        return NONE
+    resolved = alias_rules.resolve(m.metadata.name, m.spec.aliases, versions)
+    lines = []
+    for alias, n in sorted(m.spec.aliases.items()):
+        why = resolved.problems.get(alias)
+        lines.append(f"@{alias} -> v{n}" + (f"  (does not resolve: {why})" if why else ""))
     return "\n".join(lines)
 
 

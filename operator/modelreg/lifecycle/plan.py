@@ -37,7 +37,7 @@ from modelreg.api.models import (
     ServingStatus,
     Stage,
 )
-from modelreg.lifecycle import builders, conditions, gates, naming
+from modelreg.lifecycle import aliases, builders, conditions, gates, naming
 
 Body = dict[str, Any]
 
@@ -874,6 +874,10 @@ def _old_message(conds: list[Condition]) -> str:
     return ready.message if ready is not None and ready.reason == "RolloutFailed" else ""
 
 
+def _model_event(model: Model, type_: str, reason: str, message: str) -> Event:
+    return Event("Model", model.metadata.name, model.metadata.uid, type_, reason, message)
+
+
 def _model_status(
     model: Model,
     views: list[_Version],
@@ -942,6 +946,23 @@ def _model_status(
         generation=model.metadata.generation,
         now=now,
     )
+    events: list[Event] = []
+    resolved = aliases.resolve(model.metadata.name, model.spec.aliases, (v.mv for v in views))
+    if model.spec.aliases:
+        conds = conditions.set_condition(
+            conds,
+            aliases.ALIASES_RESOLVED,
+            not resolved.problems,
+            "AliasNotResolved" if resolved.problems else "Resolved",
+            resolved.message,
+            generation=model.metadata.generation,
+            now=now,
+        )
+        old_aliases = conditions.get_condition(old.conditions, aliases.ALIASES_RESOLVED)
+        if resolved.problems and (old_aliases is None or old_aliases.message != resolved.message):
+            events.append(_model_event(model, "Warning", "AliasNotResolved", resolved.message))
+    else:
+        conds = [c for c in conds if c.type != aliases.ALIASES_RESOLVED]
     status = ModelStatus(
         observed_generation=model.metadata.generation,
         production_version=serving,
@@ -949,16 +970,14 @@ def _model_status(
         endpoint=naming.endpoint(model.metadata.name, namespace, cluster_domain)
         if serving is not None
         else None,
+        aliases=resolved.valid,
         withdraw_at=verdicts.withdraw_at,
         conditions=conds,
     )
-    events: list[Event] = []
     if verdicts.withdraw_at is not None and old.withdraw_at is None:
         events.append(
-            Event(
-                "Model",
-                model.metadata.name,
-                model.metadata.uid,
+            _model_event(
+                model,
                 "Normal",
                 "WithdrawScheduled",
                 message,
@@ -966,10 +985,8 @@ def _model_status(
         )
     if old.production_version != serving:
         events.append(
-            Event(
-                "Model",
-                model.metadata.name,
-                model.metadata.uid,
+            _model_event(
+                model,
                 "Normal",
                 "ProductionChanged",
                 f"production version: {old.production_version} -> {serving}",
@@ -977,10 +994,8 @@ def _model_status(
         )
         if serving is None:
             events.append(
-                Event(
-                    "Model",
-                    model.metadata.name,
-                    model.metadata.uid,
+                _model_event(
+                    model,
                     "Warning",
                     "ProductionWithdrawn",
                     f"version {old.production_version} no longer serves and no version asks "
@@ -989,9 +1004,7 @@ def _model_status(
             )
     old_ready = conditions.get_condition(old.conditions, conditions.READY)
     if reason in _WARNINGS and (old_ready is None or old_ready.reason != reason):
-        events.append(
-            Event("Model", model.metadata.name, model.metadata.uid, "Warning", reason, message)
-        )
+        events.append(_model_event(model, "Warning", reason, message))
     if status.wire() == old.wire():
         return None, events
     return status, events

@@ -53,7 +53,9 @@ from modelreg.api.models import (
     Stage,
     version_name,
 )
+from modelreg.lifecycle import aliases as alias_rules
 from modelreg.sdk import artifacts
+from modelreg.sdk import search as find
 from modelreg.sdk.errors import (
     AlreadyExists,
     ArtifactNotFound,
@@ -110,6 +112,9 @@ class ArtifactStore(Protocol):
     def copy(self, src_uri: str, dst_uri: str) -> None: ...
     def delete(self, uri: str) -> None: ...
     def sha256(self, uri: str) -> store.Digest: ...
+    def download(
+        self, uri: str, dest: Path, expected_sha256: str, version_id: str | None = None
+    ) -> store.Digest: ...
     def close(self) -> None: ...
 
 
@@ -184,6 +189,15 @@ class _S3Store:
         reader = store.ObjectStore(self._config, timeout=60.0)
         try:
             return _run_sync(reader.sha256(uri))
+        finally:
+            reader.close()
+
+    def download(
+        self, uri: str, dest: Path, expected_sha256: str, version_id: str | None = None
+    ) -> store.Digest:
+        reader = store.ObjectStore(self._config, timeout=60.0)
+        try:
+            return _run_sync(reader.download(uri, dest, expected_sha256, version_id))
         finally:
             reader.close()
 
@@ -342,9 +356,37 @@ class Client:
                 out.append(mv)
         return sorted(out, key=lambda mv: (mv.spec.model, mv.spec.version))
 
+    def search(
+        self,
+        model: str | None = None,
+        *,
+        stage: str | Stage | Iterable[str | Stage] | None = None,
+        phase: str | Phase | Iterable[str | Phase] | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        alias: str | None = None,
+        where: Iterable[str | find.Condition] = (),
+    ) -> builtins.list[ModelVersion]:
+        """The versions that match every filter given (see `modelreg.sdk.search`).
+
+        `tags`: Model tags, `{key: value}` or `{key: None}` for the key alone; `where`: metric
+        thresholds such as "auc>=0.9"."""
+        stages = [stage] if isinstance(stage, str) else list(stage or [])
+        chosen = find.Filter(
+            stages=frozenset(parse_stage(x) for x in stages),
+            phases=frozenset(Phase(p) for p in _phases(phase)),
+            tags=dict(tags or {}),
+            alias=alias,
+            where=[c if isinstance(c, find.Condition) else find.parse_where(c) for c in where],
+        )
+        versions = self.list(model)
+        if model is not None and not versions:
+            self.get_model(model)  # a clear ModelNotFound rather than an empty list
+        models = {m.metadata.name: m for m in self.list_models()} if tags or alias else {}
+        return chosen.select(versions, models)
+
     def history(self, name: str, version: int | None = None) -> builtins.list[HistoryRecord]:
         """The stage history of one version, or of every version of a Model merged by time."""
-        if version is None and not _VERSION_RE.match(name):
+        if version is None and not _VERSION_RE.match(name) and not is_uri_ref(name):
             self.get_model(name)  # a clear ModelNotFound rather than an empty list
             versions = self.list(name)
         else:
@@ -913,6 +955,34 @@ class Client:
             digest.size,
         )
 
+    def download(
+        self, name: str, version: int | None = None, path: str | os.PathLike[str] | None = None
+    ) -> Path:
+        """Fetch a version's artifact to `path` (a file, or a directory to put it in; default:
+        the artifact's file name in the current directory). Streamed, checked against
+        spec.artifact.sha256 (the verified S3 object version when the operator recorded one),
+        and written atomically: on a mismatch or an error nothing is left at `path`."""
+        mv = self.get(name, version)
+        mdl = self.get_model(mv.spec.model)
+        leaf = mv.spec.artifact.uri.rstrip("/").rsplit("/", 1)[-1] or "artifact"
+        dest = Path(path) if path is not None else Path.cwd() / leaf
+        if dest.is_dir():
+            dest = dest / leaf
+        verified = mv.status.artifact
+        version_id = (
+            verified.version_id
+            if verified is not None and verified.verified and verified.uri == mv.spec.artifact.uri
+            else None
+        )
+        st = self._store_factory(self._store_config(mdl))
+        try:
+            st.download(mv.spec.artifact.uri, dest, mv.spec.artifact.sha256, version_id)
+        except store.StoreError as e:
+            raise _store_error(e) from e
+        finally:
+            st.close()
+        return dest
+
     # -- MLflow ------------------------------------------------------------------------------------
 
     def import_mlflow(self, tracking_uri: str, **kwargs: Any) -> Any:
@@ -921,13 +991,97 @@ class Client:
 
         return import_mlflow(self, tracking_uri, **kwargs)
 
+    # -- aliases ----------------------------------------------------------------------------------
+
+    def set_alias(self, model: str, alias: str, version: int) -> Model:
+        """Point `alias` of `model` at `version` (moving it if it named another one)."""
+        why = alias_rules.name_problem(alias)
+        if why is not None:
+            raise InvalidArgument(why)
+        self.get_model(model)  # a clear ModelNotFound first
+        why = self._alias_problem(model, alias, version)
+        if why is not None:
+            raise PreconditionFailed(f"{why}: an alias must name a live version")
+        return self._patch_model(model, {"spec": {"aliases": {alias: version}}}, f"@{alias}")
+
+    def remove_alias(self, model: str, alias: str) -> Model:
+        _no_such_alias(self.get_model(model), alias)
+        return self._patch_model(model, {"spec": {"aliases": {alias: None}}}, f"@{alias}")
+
+    def _alias_problem(self, model: str, alias: str, n: int) -> str | None:
+        try:
+            mv: ModelVersion | None = self.get(model, n)
+        except VersionNotFound:
+            mv = None
+        return alias_rules.version_problem(model, alias, n, mv)
+
+    def resolve(self, ref: str) -> tuple[str, int]:
+        """(model, version) for a reference: `models:/NAME@ALIAS`, `models:/NAME/3`,
+        `models:/NAME/latest`, `models:/NAME/Production` (the version serving it),
+        `models:/NAME/Staging`, `NAME@ALIAS` or `NAME-v3`."""
+        body = ref[len("models:/") :] if ref.startswith("models:/") else ref
+        if "@" in body:
+            model, _, alias = body.partition("@")
+            mdl = self.get_model(model)
+            _no_such_alias(mdl, alias)
+            n = mdl.spec.aliases[alias]
+            why = self._alias_problem(model, alias, n)
+            if why is not None:
+                raise PreconditionFailed(f"{why}: it does not resolve")
+            return model, n
+        if ref.startswith("models:/"):
+            model, _, which = body.partition("/")
+            if not model or not which or "/" in which:
+                raise InvalidArgument(
+                    f"{ref!r} is not a model URI: models:/NAME/VERSION, models:/NAME/STAGE, "
+                    "models:/NAME/latest or models:/NAME@ALIAS"
+                )
+            if which.isdigit():
+                return model, int(which)
+            return model, self._by_keyword(model, which, ref)
+        found = parse_version_ref(ref)
+        if found is None:
+            raise InvalidArgument(
+                f"{ref!r} names no version: give MODEL-vN, MODEL@ALIAS or models:/MODEL/N"
+            )
+        return found
+
+    def _by_keyword(self, model: str, which: str, ref: str) -> int:
+        versions = [mv for mv in self.list(model) if not mv.metadata.deletion_timestamp]
+        if not versions:
+            self.get_model(model)
+            raise VersionNotFound(f"model {model!r} has no versions ({ref})")
+        if which == "latest":
+            return max(mv.spec.version for mv in versions)
+        stage = parse_stage(which)
+        if stage is Stage.PRODUCTION:
+            serving = self.get_model(model).status.production_version
+            if serving is None:
+                raise VersionNotFound(f"no version of {model!r} serves Production ({ref})")
+            return serving
+        held = [mv.spec.version for mv in versions if mv.status.stage is stage]
+        if not held:
+            raise VersionNotFound(f"no version of {model!r} is in {stage.value} ({ref})")
+        return max(held)
+
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _patch_model(self, model: str, patch: Body, what: str) -> Model:
+        try:
+            body = self.kube.patch_object(k.MODELS, self.namespace, model, patch)
+        except k.NotFound as e:
+            raise ModelNotFound(f"model {model!r} not found in namespace {self.namespace!r}") from e
+        except k.KubeError as e:
+            raise from_kube(e, f"changing {what} of model {model!r}") from e
+        return Model.model_validate(body)
 
     def _version_ref(self, name: str, version: int | None) -> str:
         if version is not None:
             if version < 1:
                 raise InvalidArgument(f"version must be >= 1, got {version}")
             return version_name(name, version)
+        if is_uri_ref(name):
+            return version_name(*self.resolve(name))
         return name
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
@@ -950,6 +1104,18 @@ def parse_stage(value: str | Stage) -> Stage:
     raise InvalidArgument(
         f"unknown stage {value!r}; choose one of {', '.join(s.value for s in Stage)}"
     )
+
+
+def _no_such_alias(mdl: Model, alias: str) -> None:
+    """NotFound, naming the aliases the Model has, unless it has `alias`."""
+    if alias not in mdl.spec.aliases:
+        have = ", ".join(f"@{a}" for a in sorted(mdl.spec.aliases)) or "none"
+        raise NotFound(f"model {mdl.metadata.name!r} has no alias {alias!r} (its aliases: {have})")
+
+
+def is_uri_ref(ref: str) -> bool:
+    """Whether `ref` is resolved by `Client.resolve` (an alias or a models:/ URI)."""
+    return "@" in ref or ref.startswith("models:/")
 
 
 def parse_version_ref(ref: str) -> tuple[str, int] | None:

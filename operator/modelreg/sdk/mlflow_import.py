@@ -10,6 +10,8 @@ The mapping:
 - MLflow version N -> `<model>-vN` when that number is free, else the next free number;
 - stage: an alias in `alias_stages` wins (default: champion/production -> Production,
   challenger/staging -> Staging); else the MLflow stage (Production, Staging, Archived); else None;
+- every MLflow alias also becomes an alias (`spec.aliases`) of the imported version, unless its
+  name is not a valid alias or the version is imported as Archived (the report says why);
 - the run's metrics (finite ones) and params, the run id as lineage.run, the git commit tag as
   lineage.gitCommit, the version's description.
 
@@ -48,7 +50,9 @@ from modelreg.api.models import (
     Storage,
     version_name,
 )
+from modelreg.lifecycle import aliases as alias_rules
 from modelreg.sdk import artifacts
+from modelreg.sdk.client import parse_version_ref
 from modelreg.sdk.errors import (
     InvalidArgument,
     MlflowError,
@@ -86,6 +90,10 @@ class ImportedVersion:
 class ImportReport:
     models_created: list[str] = field(default_factory=list)
     versions: list[ImportedVersion] = field(default_factory=list)
+    # Model -> the MLflow aliases carried over as spec.aliases (alias -> version number).
+    aliases: dict[str, dict[str, int]] = field(default_factory=dict)
+    # MLflow aliases not carried over, each with why.
+    aliases_skipped: list[str] = field(default_factory=list)
 
     @property
     def created(self) -> list[ImportedVersion]:
@@ -152,12 +160,35 @@ def import_mlflow(
             mv.metadata.annotations.get(ANNOTATION): mv.metadata.name
             for mv in (client.list(target) if mdl is not None else [])
         }
+        carried: dict[str, int] = {}
         for sv in sm.versions:
             item = _import_version(client, src, mdl, target, sv, aliases, existing, dry_run)
             report.versions.append(item)
             if on_version:
                 on_version(item)
+            carried.update(_aliases_of(sv, item, report))
+        if carried and mdl is not None and not dry_run:
+            client._patch_model(target, {"spec": {"aliases": carried}}, "the aliases")
+        if carried:
+            report.aliases[target] = carried
     return report
+
+
+def _aliases_of(sv: SourceVersion, item: ImportedVersion, report: ImportReport) -> dict[str, int]:
+    """The MLflow aliases of one version that become aliases of its imported version."""
+    found = parse_version_ref(item.target) if item.target else None
+    out: dict[str, int] = {}
+    for alias in sv.aliases:
+        why = alias_rules.name_problem(alias)
+        if why is None and found is None:
+            why = f"version {sv.version} was not imported ({item.detail or item.action})"
+        if why is None and item.stage is Stage.ARCHIVED:
+            why = f"version {sv.version} is imported as Archived"
+        if why is not None:
+            report.aliases_skipped.append(f"{sv.model}@{alias}: {why}")
+        elif found is not None:
+            out[alias] = found[1]
+    return out
 
 
 def _ensure_model(

@@ -302,3 +302,62 @@ def test_serve_hands_its_arguments_to_the_runtime() -> None:
     with pytest.raises(SystemExit) as e:
         run(["serve", "--log-level", "loud"], out=out, err=err)
     assert e.value.code == 2
+
+
+def test_alias_set_list_rm_and_refs(env: tuple[Client, FakeKube], model_file: Path) -> None:
+    client, kube = env
+    for _ in range(2):
+        assert cli(client, "register", "credit", str(model_file), "--no-progress").code == 0
+    kube.set_status("credit-v1", stage="Archived", phase="Archived")
+    r = cli(client, "alias", "set", "credit", "champion", "2")
+    assert (r.code, r.out.strip()) == (0, "credit@champion -> version 2")
+    r = cli(client, "alias", "set", "credit", "old", "1")
+    assert r.code == 5
+    assert r.err.strip() == (
+        "error: alias 'old' of credit points at version 1, which is Archived: "
+        "an alias must name a live version"
+    )
+    assert cli(client, "alias", "set", "credit", "latest", "2").code == 2
+    assert cli(client, "get", "credit@champion").out.startswith("Name:")
+    assert "credit-v2" in cli(client, "get", "models:/credit@champion").out
+    assert "@champion -> v2" in cli(client, "alias", "list", "credit").out
+    assert "@champion -> v2" in cli(client, "get", "credit").out
+    kube.set_status("credit-v2", stage="Archived", phase="Archived")
+    listed = cli(client, "alias", "list", "credit").out
+    assert (
+        "does not resolve: alias 'champion' of credit points at version 2, which is Archived"
+        in listed
+    )
+    r = cli(client, "get", "credit@champion")
+    assert r.code == 5
+    assert "it does not resolve" in r.err
+    assert cli(client, "alias", "rm", "credit", "champion").code == 0
+    r = cli(client, "alias", "rm", "credit", "champion")
+    assert r.code == 3
+    assert "has no alias 'champion'" in r.err
+
+
+def test_list_filters(env: tuple[Client, FakeKube], model_file: Path) -> None:
+    client, kube = env
+    for auc in ("0.85", "0.93"):
+        cli(client, "register", "credit", str(model_file), "-m", f"auc={auc}", "--no-progress")
+    kube.set_status("credit-v2", stage="Staging", phase="Ready")
+    kube.objects[("models", "risk", "credit")]["spec"]["tags"] = {"team": "risk"}
+
+    def names(*args: str) -> list[str]:
+        r = cli(client, "list", *args, "-o", "json")
+        assert r.code == 0, r.err
+        return [v["metadata"]["name"] for v in json.loads(r.out)]
+
+    assert names("--where", "auc>=0.9") == ["credit-v2"]
+    assert names("--where", "auc>=0.8", "--where", "auc<0.9") == ["credit-v1"]
+    assert names("--stage", "staging") == ["credit-v2"]
+    assert names("--phase", "Ready,Serving") == ["credit-v2"]
+    assert names("--tag", "team=risk", "credit") == ["credit-v1", "credit-v2"]
+    assert names("--tag", "team=fraud") == []
+    r = cli(client, "list", "--where", "auc>>1")
+    assert r.code == 2
+    assert "--where 'auc>>1'" in r.err
+    r = cli(client, "list", "--phase", "Shiny")
+    assert r.code == 2
+    assert "unknown phase 'Shiny'" in r.err

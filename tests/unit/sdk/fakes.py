@@ -146,6 +146,7 @@ class FakeStore:
         self.closed = 0
         self.uploads: list[str] = []
         self.before_upload: Callable[[str], None] | None = None
+        self.downloads: list[tuple[str, str | None]] = []
 
     def __call__(self, config: store.StoreConfig) -> FakeStore:
         self.configs.append(config)
@@ -190,6 +191,17 @@ class FakeStore:
             raise store.ObjectNotFound(f"get {uri}: no such object (NoSuchKey)")
         data = self.objects[uri]
         return store.Digest(hashlib.sha256(data).hexdigest(), len(data), "etag")
+
+    def download(
+        self, uri: str, dest: Path, expected_sha256: str, version_id: str | None = None
+    ) -> store.Digest:
+        digest = self.sha256(uri)
+        if digest.sha256 != expected_sha256:
+            raise store.DigestMismatch(uri, expected_sha256, digest.sha256)
+        self.downloads.append((uri, version_id))
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_bytes(self.objects[uri])
+        return digest
 
     def close(self) -> None:
         self.closed += 1

@@ -65,10 +65,10 @@ def registry() -> FakeSource:
                 description="credit model",
                 tags={"team": "risk"},
                 versions=[
-                    sv(1, "Archived"),
+                    sv(1, "Archived", aliases=("old",)),
                     sv(2, "Production"),
                     sv(3, aliases=("champion",)),
-                    sv(4, "Staging"),
+                    sv(4, "Staging", aliases=("9lives",)),
                     sv(5, status="FAILED_REGISTRATION"),
                 ],
             )
@@ -107,6 +107,14 @@ def test_import_creates_model_and_versions_then_is_idempotent() -> None:
         "secretRef": {"name": "s3-credentials"},
     }
     assert model["spec"]["tags"] == {"team": "risk"}
+    # MLflow's aliases carried over: the valid ones on live versions.
+    assert model["spec"]["aliases"] == {"champion": 3}
+    assert report.aliases == {"credit-scoring": {"champion": 3}}
+    assert report.aliases_skipped == [
+        "Credit Scoring@old: version 1 is imported as Archived",
+        "Credit Scoring@9lives: alias '9lives' is not a valid name: a letter, then at most 62 "
+        "letters, digits, '_' or '-'",
+    ]
     assert [(v.source, v.target, v.action, v.stage) for v in report.versions] == [
         ("Credit Scoring/1", "credit-scoring-v1", "created", Stage.ARCHIVED),
         ("Credit Scoring/2", "credit-scoring-v2", "created", Stage.PRODUCTION),
@@ -150,10 +158,12 @@ def test_import_into_existing_model_takes_free_numbers() -> None:
             "artifact": {"uri": "s3://models/credit/1/a", "sha256": "0"},
         },
     }
-    src = FakeSource([SourceModel("Credit Scoring", "", {}, [sv(1), sv(2)])])
+    src = FakeSource([SourceModel("Credit Scoring", "", {}, [sv(1, aliases=("champion",)), sv(2)])])
     report = import_mlflow(client, "file:///m", model_map={"Credit Scoring": "credit"}, source=src)  # type: ignore[arg-type]
     # v1 is taken by a native version: MLflow v1 gets the next free number, v2 then the one after.
     assert [v.target for v in report.versions] == ["credit-v2", "credit-v3"]
+    # The alias follows the version to its new number.
+    assert kube.objects[("models", NS, "credit")]["spec"]["aliases"] == {"champion": 2}
 
 
 def test_import_needs_storage_for_a_new_model() -> None:
