@@ -1,4 +1,4 @@
-"""Registry depth, end to end (issue 13): aliases, search and artifact download.
+"""Registry depth, end to end (issue 13): aliases, who asked for a stage, search and download.
 
 Against the real API server (the CRD's CEL rules), the real operator process (status.aliases, the
 AliasesResolved condition and its Event) and the real S3 server (the downloaded bytes, and a
@@ -9,15 +9,17 @@ tampered object refused). Driven through the `modelreg` command as a user would,
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.helpers import S3, Kubectl, OperatorProcess, wait_for
 from tests.e2e.test_cli import Cli, cli, model_file
+from tests.e2e.test_helm import CHART, Helm, helm, token
 from tests.e2e.test_sdk import client_for, key_of
 from tests.e2e.test_sdk_helpers import apply_model, storage
 
-__all__ = ["cli"]  # the fixture, re-exported so pytest finds it here
+__all__ = ["cli", "helm"]  # the fixtures, re-exported so pytest finds them here
 
 
 def _model(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
@@ -215,3 +217,126 @@ def test_search_and_download(
     assert "sha256" in r.err
     assert not dest.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tampered")] == []
+
+
+STAMP = "modelreg.dev/stage-changed-"
+AUDIT_LABEL = "modelreg.dev/e2e-stage-audit"
+
+
+def _stamp(kubectl: Kubectl, namespace: str, name: str) -> dict[str, str]:
+    ann = ((kubectl.get("mv", name, namespace) or {}).get("metadata") or {}).get("annotations")
+    return {k[len(STAMP) :]: v for k, v in (ann or {}).items() if k.startswith(STAMP)}
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_who_asked_is_stamped_by_the_api_server_and_kept_in_history(
+    cli: Cli,
+    helm: Helm,
+    kubectl: Kubectl,
+    namespace: str,
+    s3: S3,
+    s3_secret: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    """The chart's stage-audit MutatingAdmissionPolicy on the real API server, users impersonated
+    (`--as`): it names whoever the API server authenticated, a forged stamp is set back, and the
+    real operator copies each request once into status.history, which `modelreg history` shows."""
+    release = f"audit-{token()}"
+    selector = {"matchLabels": {AUDIT_LABEL: release}}
+    rendered = helm(
+        "template", release, str(CHART), "--show-only", "templates/stage-audit.yaml",
+        "--set-json", f"stageAudit.namespaceSelector={json.dumps(selector)}",
+    )  # fmt: skip
+    kubectl.run("apply", "-f", "-", input=rendered)
+    try:
+        kubectl("label", "namespace", namespace, f"{AUDIT_LABEL}={release}")
+        probe = {
+            "apiVersion": "modelreg.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {"name": "probe-v1", "namespace": namespace},
+            "spec": {"model": "probe", "version": 1,
+                     "artifact": {"uri": "s3://models/probe/1/m.onnx", "sha256": "0" * 64}},
+        }  # fmt: skip
+
+        def policy_active() -> bool:
+            out = kubectl.run("-n", namespace, "create", "--dry-run=server", "-o", "json",
+                              "-f", "-", input=json.dumps(probe), check=False)  # fmt: skip
+            ann = json.loads(out.stdout or "{}").get("metadata", {}).get("annotations") or {}
+            return out.returncode == 0 and f"{STAMP}by" in ann
+
+        wait_for(policy_active, timeout=30, what="the stage-audit policy to be in force")
+        me = kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").strip()
+        admins = ("--as-group", "system:masters")
+        apply_model(
+            kubectl, namespace, "iris", storage_spec=storage(s3, namespace, "iris", s3_secret)
+        )
+        r = cli("register", "iris", str(model_file(tmp_path, "m1.onnx")), "--wait", "--timeout", "60",
+                "--no-progress")  # fmt: skip
+        assert r.code == 0, r.err
+        assert _stamp(kubectl, namespace, "iris-v1") | {"at": ""} == {
+            "by": me,
+            "to": "None",
+            "at": "",
+        }
+
+        before = _utc_now()
+        r = cli("promote", "iris", "1", "--reason", "beats the May baseline", "--as", "alice",
+                *admins, "--timeout", "90")  # fmt: skip
+        assert r.code == 0, r.err
+        after = _utc_now()
+        stamp = _stamp(kubectl, namespace, "iris-v1")
+        assert (stamp["by"], stamp["to"], stamp["reason"]) == (
+            "alice", "Production", "beats the May baseline"
+        )  # fmt: skip
+        assert before <= stamp["at"] <= after, (before, stamp, after)
+
+        # Forgery: mallory rewrites the stamp (set back), then changes the stage while claiming
+        # to be alice, with alice's words (the stamp names mallory; the old reason is not hers).
+        forged = kubectl.run("--as", "mallory", *admins, "-n", namespace, "annotate", "mv", "iris-v1",
+                             f"{STAMP}by=alice", f"{STAMP}to=Archived", f"{STAMP}at-", "--overwrite",
+                             check=False)  # fmt: skip
+        assert forged.returncode == 0, forged.stderr
+        assert _stamp(kubectl, namespace, "iris-v1") == stamp
+        patch = {"metadata": {"annotations": {f"{STAMP}by": "alice", f"{STAMP}reason": "alice said so"}},
+                 "spec": {"stage": "Archived"}}  # fmt: skip
+        archived = kubectl.run("--as", "mallory", *admins, "-n", namespace, "patch", "mv", "iris-v1",
+                               "--type=merge", "-p", json.dumps(patch), check=False)  # fmt: skip
+        assert archived.returncode == 0, archived.stderr
+        assert _stamp(kubectl, namespace, "iris-v1") | {"at": ""} == {
+            "by": "mallory",
+            "to": "Archived",
+            "at": "",
+        }
+
+        def requests() -> list[tuple[str, str, str]]:
+            r = cli("history", "iris-v1", "-o", "json")
+            assert r.code == 0, r.err
+            return [(h["by"], h["requested"], h["reason"]) for h in json.loads(r.out) if h["by"]]
+
+        expected = [
+            (me, "None", ""),
+            ("alice", "Production", "beats the May baseline"),
+            ("mallory", "Archived", ""),
+        ]
+        wait_for(lambda: requests() == expected, timeout=60, what="the three requests in history")
+        entries = json.loads(cli("history", "iris-v1", "-o", "json").out)
+        promoted = next(h for h in entries if h["by"] == "alice")
+        assert promoted["at"] == stamp["at"]
+        assert promoted["from"] == "None"
+        table = cli("history", "iris-v1").out
+        for seen in ("alice", "beats the May baseline", "mallory"):
+            assert seen in table, table
+        assert "alice said so" not in table, table
+
+        # Each request is recorded once: another reconcile of the Model (a new version that is
+        # verified) leaves v1's history as it was.
+        r = cli("register", "iris", str(model_file(tmp_path, "m2.onnx")), "--wait", "--timeout", "60",
+                "--no-progress")  # fmt: skip
+        assert r.code == 0, r.err
+        assert json.loads(cli("history", "iris-v1", "-o", "json").out) == entries
+    finally:
+        kubectl.run("delete", "-f", "-", "--ignore-not-found", input=rendered, check=False)

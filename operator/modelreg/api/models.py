@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "modelreg.dev"
@@ -26,6 +26,16 @@ URI_MAX = 1024
 MAP_MAX = 64
 LIST_MAX = 32
 HISTORY_MAX = 20
+
+# Who asked for a stage: the user's optional reason, and the stamp the chart's stage-audit
+# MutatingAdmissionPolicy writes on every change of spec.stage (the API server overwrites any value
+# a client sends, so the stamp names the requesting user as the API server authenticated them).
+REASON_ANNOTATION = f"{GROUP}/reason"
+STAGE_CHANGED_BY = f"{GROUP}/stage-changed-by"
+STAGE_CHANGED_AT = f"{GROUP}/stage-changed-at"
+STAGE_CHANGED_TO = f"{GROUP}/stage-changed-to"
+STAGE_CHANGED_REASON = f"{GROUP}/stage-changed-reason"
+REASON_MAX = 1024
 
 DNSName = Annotated[
     str,
@@ -321,10 +331,32 @@ class PinnedImage(_Wire):
 
 
 class HistoryEntry(_Wire):
-    stage: Stage
+    stage: Stage = Field(description="The stage the version held after this change.")
     phase: Phase | None = None
     at: Annotated[str, StringConstraints(max_length=64)]
-    reason: Annotated[str, StringConstraints(max_length=LONG_STR)] = ""
+    by: Annotated[str, StringConstraints(max_length=SHORT_STR)] | None = Field(
+        default=None,
+        description="Who asked for `requested` (the API server's user name, stamped by the "
+        "chart's stage-audit policy); absent for the operator's own transitions.",
+    )
+    requested: Stage | None = Field(
+        default=None, description="The stage asked for, on the entry that records a request."
+    )
+    reason: Annotated[str, StringConstraints(max_length=REASON_MAX)] = Field(
+        default="", description="Why, in the requesting user's words (modelreg.dev/reason)."
+    )
+    message: Annotated[str, StringConstraints(max_length=LONG_STR)] = Field(
+        default="", description="What the operator saw (the Ready condition's message)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_entries(cls, data: Any) -> Any:
+        # Entries written before `message` existed kept the operator's message in `reason`.
+        old = isinstance(data, dict) and not data.get("by") and not data.get("message")
+        if old and data.get("reason"):
+            data = {**data, "message": data["reason"], "reason": ""}
+        return data
 
 
 class ModelVersionStatus(_Wire):

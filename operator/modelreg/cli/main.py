@@ -205,15 +205,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep", action="store_true", help="do not archive the previous production version"
     )
+    p.add_argument(
+        "--reason", help="why, recorded in the history beside who asked (at most 1024 characters)"
+    )
     p.add_argument("--no-wait", action="store_true", help="return once the request is recorded")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
 
     p = cmd("archive", "set a version's desired stage to Archived")
     ref(p)
+    p.add_argument(
+        "--reason", help="why, recorded in the history beside who asked (at most 1024 characters)"
+    )
 
     p = cmd("rollback", "archive the version serving production; the previous one takes over")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--to", type=_version_arg, help="the version to roll back to")
+    p.add_argument(
+        "--reason", help="why, recorded in the history beside who asked (at most 1024 characters)"
+    )
     p.add_argument("--no-wait", action="store_true", help="return once the request is recorded")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
 
@@ -446,6 +455,7 @@ class App:
             archive_previous=not a.keep,
             wait=wait,
             timeout=a.timeout,
+            reason=a.reason,
         )
         mv = result.version
         lines = [
@@ -470,7 +480,7 @@ class App:
 
     def archive(self) -> int:
         name, version = self.version_ref()
-        mv = self.client.archive(name, version)
+        mv = self.client.archive(name, version, reason=self.args.reason)
         self.emit(mv.wire(), f"{mv.metadata.name}: desired stage Archived")
         return EXIT_OK
 
@@ -479,7 +489,7 @@ class App:
         wait = not a.no_wait
         if wait:
             self.note(f"waiting up to {a.timeout:g}s for the operator...")
-        r = self.client.rollback(a.model, to=a.to, wait=wait, timeout=a.timeout)
+        r = self.client.rollback(a.model, to=a.to, wait=wait, timeout=a.timeout, reason=a.reason)
         phase = r.version.status.phase.value if r.version.status.phase else "requested"
         self.emit(
             {"archived": r.archived, "target": r.target, "version": r.version.wire()},
@@ -510,10 +520,14 @@ class App:
             {
                 "name": r.name,
                 "version": r.version,
+                "from": r.from_stage.value if r.from_stage else None,
                 "stage": r.stage.value,
                 "phase": r.phase.value if r.phase else None,
                 "at": r.at,
+                "by": r.by,
+                "requested": r.requested.value if r.requested else None,
                 "reason": r.reason,
+                "message": r.message,
             }
             for r in records
         ]

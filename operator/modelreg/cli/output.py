@@ -242,13 +242,28 @@ def aliases_text(m: Model, versions: Sequence[ModelVersion]) -> str:
 
 
 def history_table(records: Sequence[HistoryRecord]) -> str:
-    return table(
-        ["time", "version", "stage", "phase", "reason"],
-        [
-            (r.at, r.version, r.stage.value, r.phase.value if r.phase else None, r.reason)
-            for r in records
-        ],
-    )
+    """TIME VERSION FROM TO PHASE BY WHY: who asked, and why in their words; the operator's own
+    transitions say what it saw. A request whose stage was not reached shows what was asked."""
+    rows = []
+    for r in records:
+        to = r.stage.value
+        if r.requested is not None and r.requested is not r.stage:
+            to = f"{to} (asked {r.requested.value})"
+        why = r.reason or r.message
+        if r.reason and r.message and r.requested is not r.stage:
+            why = f"{r.reason} [{r.message}]"
+        rows.append(
+            (
+                r.at,
+                r.version,
+                r.from_stage.value if r.from_stage else None,
+                to,
+                r.phase.value if r.phase else None,
+                r.by or "(operator)",
+                why,
+            )
+        )
+    return table(["time", "version", "from", "to", "phase", "by", "why"], rows)
 
 
 def comparison_table(c: Comparison) -> str:

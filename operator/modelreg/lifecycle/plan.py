@@ -37,7 +37,7 @@ from modelreg.api.models import (
     ServingStatus,
     Stage,
 )
-from modelreg.lifecycle import aliases, builders, conditions, gates, naming
+from modelreg.lifecycle import aliases, audit, builders, conditions, gates, naming
 
 Body = dict[str, Any]
 
@@ -822,9 +822,26 @@ def _version_status(
     history = list(old.history)
     events: list[Event] = []
     old_ready = conditions.get_condition(old.conditions, conditions.READY)
-    if old.phase != phase or old.stage != stage:
-        history.append(HistoryEntry(stage=stage, phase=phase, at=now, reason=message[:1000]))
+    request = audit.unanswered(mv)
+    if request is not None:
+        # Who asked, recorded once, whether or not the stage was reached (`requested` says what
+        # was asked for; `stage` what the version holds now).
+        history.append(
+            HistoryEntry(
+                stage=stage,
+                phase=phase,
+                at=request.at or now,
+                by=request.by,
+                requested=request.to,
+                reason=request.reason,
+                message=message[:1000],
+            )
+        )
         history = history[-history_limit:]
+    elif old.phase != phase or old.stage != stage:
+        history.append(HistoryEntry(stage=stage, phase=phase, at=now, message=message[:1000]))
+        history = history[-history_limit:]
+    if old.phase != phase or old.stage != stage:
         warn = phase in (Phase.BLOCKED, Phase.FAILED, Phase.SUPERSEDED)
         events.append(
             Event(

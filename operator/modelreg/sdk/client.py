@@ -43,6 +43,8 @@ from modelreg.adapters import objectstore as store
 from modelreg.adapters import upload as up
 from modelreg.adapters.impersonation import Impersonation
 from modelreg.api.models import (
+    REASON_ANNOTATION,
+    REASON_MAX,
     ArtifactFormat,
     HistoryEntry,
     Model,
@@ -227,7 +229,11 @@ class HistoryRecord:
     stage: Stage
     phase: Phase | None
     at: str
-    reason: str
+    reason: str  # why, in the requesting user's words
+    message: str = ""  # what the operator saw
+    by: str | None = None  # who asked (the API server's user name), on a request's entry
+    requested: Stage | None = None  # the stage asked for, on a request's entry
+    from_stage: Stage | None = None  # the stage the version held before this entry
 
 
 @dataclass(frozen=True)
@@ -392,9 +398,20 @@ class Client:
         else:
             versions = [self.get(name, version)]
         records = [
-            HistoryRecord(mv.metadata.name, mv.spec.version, h.stage, h.phase, h.at, h.reason)
+            HistoryRecord(
+                mv.metadata.name,
+                mv.spec.version,
+                h.stage,
+                h.phase,
+                h.at,
+                h.reason,
+                message=h.message,
+                by=h.by,
+                requested=h.requested,
+                from_stage=mv.status.history[i - 1].stage if i else None,
+            )
             for mv in versions
-            for h in mv.status.history
+            for i, h in enumerate(mv.status.history)
         ]
         return sorted(records, key=lambda r: (r.at, r.version))
 
@@ -717,14 +734,23 @@ class Client:
 
     # -- stages -----------------------------------------------------------------------------------
 
-    def set_stage(self, name: str, version: int | None, stage: str | Stage) -> ModelVersion:
-        """Set `spec.stage` (the request; the operator decides `status.stage`)."""
+    def set_stage(
+        self, name: str, version: int | None, stage: str | Stage, *, reason: str | None = None
+    ) -> ModelVersion:
+        """Set `spec.stage` (the request; the operator decides `status.stage`).
+
+        `reason` goes in the modelreg.dev/reason annotation in the same write (no reason clears
+        it, so an old one is never recorded for a new change); the chart's stage-audit policy
+        stamps who asked and when, and the operator records both in status.history."""
         target = parse_stage(stage)
+        why = _reason(reason)
         mv_name = self._version_ref(name, version)
+        patch = {
+            "metadata": {"annotations": {REASON_ANNOTATION: why}},
+            "spec": {"stage": target.value},
+        }
         try:
-            body = self.kube.patch_object(
-                k.MODEL_VERSIONS, self.namespace, mv_name, {"spec": {"stage": target.value}}
-            )
+            body = self.kube.patch_object(k.MODEL_VERSIONS, self.namespace, mv_name, patch)
         except k.NotFound as e:
             raise VersionNotFound(
                 f"model version {mv_name!r} not found in namespace {self.namespace!r}"
@@ -737,8 +763,10 @@ class Client:
             raise from_kube(e, f"setting {mv_name!r} to {target.value}") from e
         return ModelVersion.model_validate(body)
 
-    def archive(self, name: str, version: int | None = None) -> ModelVersion:
-        return self.set_stage(name, version, Stage.ARCHIVED)
+    def archive(
+        self, name: str, version: int | None = None, *, reason: str | None = None
+    ) -> ModelVersion:
+        return self.set_stage(name, version, Stage.ARCHIVED, reason=reason)
 
     def promote(
         self,
@@ -749,6 +777,7 @@ class Client:
         archive_previous: bool = False,
         wait: bool = False,
         timeout: float = 300.0,
+        reason: str | None = None,
     ) -> PromoteResult:
         """Ask for `stage` (Production by default).
 
@@ -759,6 +788,7 @@ class Client:
         VersionBlocked if the operator blocks it and Timeout at the deadline.
         """
         target = parse_stage(stage)
+        _reason(reason)
         mv = self.get(name, version)
         model, n = mv.spec.model, mv.spec.version
         others = [
@@ -772,14 +802,15 @@ class Client:
                 f"outrank(s) {mv.metadata.name}, which would be Superseded; archive them first "
                 "(or promote without --keep)"
             )
-        mv = self.set_stage(mv.metadata.name, None, target)
+        mv = self.set_stage(mv.metadata.name, None, target, reason=reason)
+        promoted = mv.metadata.name
         archived: builtins.list[str] = []
         if target != Stage.PRODUCTION:
             if wait:
                 mv = self.wait(mv.metadata.name, stage=target, timeout=timeout)
             return PromoteResult(mv, [], [o.metadata.name for o in others])
         for o in higher:
-            self.archive(o.metadata.name)
+            self.archive(o.metadata.name, reason=_follows(f"promotion of {promoted}", reason))
             archived.append(o.metadata.name)
         if wait:
             try:
@@ -789,11 +820,18 @@ class Client:
                 # only to a version that serves): ask for Production again, so spec and status
                 # agree, and say who serves.
                 for other in archived:
-                    self.set_stage(other, None, Stage.PRODUCTION)
+                    self.set_stage(
+                        other,
+                        None,
+                        Stage.PRODUCTION,
+                        reason=_follows(f"{promoted} did not serve", str(e)),
+                    )
                 raise VersionBlocked(f"{e}; {self._who_serves(model)}") from e
             if archive_previous:
                 for o in lower:
-                    self.archive(o.metadata.name)
+                    self.archive(
+                        o.metadata.name, reason=_follows(f"{promoted} serves production", reason)
+                    )
                     archived.append(o.metadata.name)
                 lower = []
         return PromoteResult(mv, archived, [o.metadata.name for o in lower])
@@ -805,6 +843,7 @@ class Client:
         to: int | None = None,
         wait: bool = False,
         timeout: float = 300.0,
+        reason: str | None = None,
     ) -> RollbackResult:
         """Archive the version serving production so the next one takes over (DESIGN.md).
 
@@ -812,6 +851,7 @@ class Client:
         that is not Blocked/Failed; else the version that served production most recently before
         the current one (it is asked for Production again). NothingToRollBack when there is none.
         """
+        _reason(reason)
         mdl = self.get_model(model)
         versions = self.list(model)
         by_number = {mv.spec.version: mv for mv in versions}
@@ -858,19 +898,21 @@ class Client:
                 f"{_why(successor)}; {current.metadata.name} keeps serving production"
             )
         asked_before = successor.spec.stage
+        why = _follows(f"rollback of {current.metadata.name}", reason)
         if asked_before != Stage.PRODUCTION:
-            self.set_stage(successor.metadata.name, None, Stage.PRODUCTION)
+            self.set_stage(successor.metadata.name, None, Stage.PRODUCTION, reason=why)
         # Archiving the serving version does not stop it: the operator keeps it serving until the
         # successor serves, and on if the successor cannot (Blocked, or its rollout fails).
-        self.archive(current.metadata.name)
+        self.archive(current.metadata.name, reason=why)
         target = self.get(successor.metadata.name)
         if wait:
             try:
                 target = self.wait(successor.metadata.name, phase=Phase.SERVING, timeout=timeout)
             except VersionBlocked as e:
-                self.set_stage(current.metadata.name, None, Stage.PRODUCTION)
+                undo = _follows(f"rollback to {successor.metadata.name} undone", str(e))
+                self.set_stage(current.metadata.name, None, Stage.PRODUCTION, reason=undo)
                 if asked_before != Stage.PRODUCTION:
-                    self.set_stage(successor.metadata.name, None, asked_before)
+                    self.set_stage(successor.metadata.name, None, asked_before, reason=undo)
                 raise VersionBlocked(
                     f"{e}; {current.metadata.name} keeps serving production"
                 ) from e
@@ -1104,6 +1146,25 @@ def parse_stage(value: str | Stage) -> Stage:
     raise InvalidArgument(
         f"unknown stage {value!r}; choose one of {', '.join(s.value for s in Stage)}"
     )
+
+
+def _reason(reason: str | None) -> str | None:
+    """The reason to record, checked before anything is written (None or "": none)."""
+    if reason is None or reason == "":
+        return None
+    if "\x00" in reason or not reason.strip():
+        raise InvalidArgument("a reason must be text (not blank, no NUL characters)")
+    if len(reason) > REASON_MAX:
+        raise InvalidArgument(
+            f"a reason is at most {REASON_MAX} characters (got {len(reason)}); "
+            "link to a longer write-up instead"
+        )
+    return reason
+
+
+def _follows(what: str, reason: str | None) -> str:
+    """The reason recorded on a version changed as part of another change (clipped to fit)."""
+    return (f"{what}: {reason}" if reason else what)[:REASON_MAX]
 
 
 def _no_such_alias(mdl: Model, alias: str) -> None:

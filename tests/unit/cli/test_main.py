@@ -209,22 +209,50 @@ def test_history_compare_verify(
     kube.set_status(
         "credit-v1",
         history=[
+            # written before history entries had `message`: the operator's words were `reason`
             {
                 "stage": "Staging",
                 "phase": "Ready",
                 "at": "2026-01-01T00:00:00Z",
                 "reason": "requested",
-            }
+            },
+            {
+                "stage": "Staging",
+                "phase": "Blocked",
+                "at": "2026-01-02T00:00:00Z",
+                "by": "alice",
+                "requested": "Production",
+                "reason": "beats v0",
+                "message": "gate auc>=0.95 failed",
+            },
         ],
     )
     r = cli(client, "history", "credit")
+    rows = [line.split("   ") for line in r.out.splitlines()]
+    assert [c.strip() for c in rows[0] if c.strip()] == [
+        "TIME", "VERSION", "FROM", "TO", "PHASE", "BY", "WHY"
+    ]  # fmt: skip
     assert r.out.splitlines()[1].split() == [
-        "2026-01-01T00:00:00Z",
-        "1",
-        "Staging",
-        "Ready",
-        "requested",
-    ]
+        "2026-01-01T00:00:00Z", "1", "<none>", "Staging", "Ready", "(operator)", "requested"
+    ]  # fmt: skip
+    assert r.out.splitlines()[2].split() == [
+        "2026-01-02T00:00:00Z", "1", "Staging", "Staging", "(asked", "Production)", "Blocked",
+        "alice", "beats", "v0", "[gate", "auc>=0.95", "failed]",
+    ]  # fmt: skip
+    data = json.loads(cli(client, "history", "credit-v1", "-o", "json").out)
+    assert data[1] | {"message": ""} == {
+        "name": "credit-v1",
+        "version": 1,
+        "from": "Staging",
+        "stage": "Staging",
+        "phase": "Blocked",
+        "at": "2026-01-02T00:00:00Z",
+        "by": "alice",
+        "requested": "Production",
+        "reason": "beats v0",
+        "message": "",
+    }
+    assert (data[0]["reason"], data[0]["message"], data[0]["by"]) == ("", "requested", None)
     r = cli(client, "compare", "credit")
     rows = [line.split() for line in r.out.splitlines()]
     assert rows[0] == ["METRIC", "V1", "V2"]

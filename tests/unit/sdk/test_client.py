@@ -552,3 +552,66 @@ def test_reads_are_retried_while_the_api_server_is_unavailable(artifact: Path) -
     failures["left"] = 10
     with pytest.raises(errors.Unavailable, match="ProtocolError"):
         client.get_model("credit")
+
+
+# -- reasons (who asked is stamped by the API server; the SDK sends only the reason) -------------
+
+REASON = "modelreg.dev/reason"
+
+
+def test_a_reason_goes_with_the_stage_in_one_write_and_no_reason_clears_it(artifact: Path) -> None:
+    client, kube, _, _ = standard()
+    client.register("credit", artifact)
+    client.register("credit", artifact)
+    client.promote("credit", 1, reason="beats the baseline on the May holdout")
+    annotations = kube.mv("credit-v1")["metadata"]["annotations"]
+    assert annotations[REASON] == "beats the baseline on the May holdout"
+    assert kube.mv("credit-v1")["spec"]["stage"] == "Production"
+    # A later change without a reason must not record the old one as its own.
+    client.archive("credit", 1)
+    assert REASON not in kube.mv("credit-v1")["metadata"].get("annotations", {})
+    # A version archived because another was promoted says so, with the user's reason.
+    client.promote("credit", 1)
+    client.promote("credit", 2, reason="retrained on June", archive_previous=True)
+    kube.set_status("credit-v2", phase="Serving", stage="Production")
+    assert kube.mv("credit-v2")["metadata"]["annotations"][REASON] == "retrained on June"
+
+
+def test_rollback_records_why_on_both_versions(artifact: Path) -> None:
+    client, kube, _, _ = standard()
+    for _ in range(2):
+        client.register("credit", artifact, stage="Production")
+    kube.objects[("models", NS, "credit")]["status"] = {"productionVersion": 2}
+    kube.set_status("credit-v1", phase="Ready")
+    r = client.rollback("credit", reason="p99 doubled")
+    assert (r.archived, r.target) == ("credit-v2", "credit-v1")
+    assert kube.mv("credit-v2")["metadata"]["annotations"][REASON] == (
+        "rollback of credit-v2: p99 doubled"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("x" * 1025, "a reason is at most 1024 characters (got 1025)"),
+        ("   ", "a reason must be text"),
+        ("a\x00b", "a reason must be text"),
+    ],
+)
+def test_a_bad_reason_is_refused_before_anything_is_written(
+    artifact: Path, reason: str, message: str
+) -> None:
+    client, kube, _, _ = standard()
+    client.register("credit", artifact)
+    before = list(kube.calls)
+    for call in (
+        lambda: client.promote("credit", 1, reason=reason),
+        lambda: client.archive("credit", 1, reason=reason),
+        lambda: client.rollback("credit", reason=reason),
+    ):
+        with pytest.raises(
+            errors.InvalidArgument, match=message.replace("(", r"\(").replace(")", r"\)")
+        ):
+            call()
+    assert [c for c in kube.calls if c[0] == "patch"] == [c for c in before if c[0] == "patch"]
+    assert kube.mv("credit-v1")["spec"]["stage"] == "None"
