@@ -7,9 +7,14 @@ Steps, each announced as it starts:
     .dev/demo-operator-<namespace>.log),
     watching the demo namespace only;
  3. two models trained on scikit-learn's bundled breast-cancer dataset and exported to ONNX;
- 4. a namespace, the S3 credentials Secret and a Model with promotion gates;
- 5. `modelreg register` of both versions, `modelreg promote` of each (the second archives the first);
- 6. the Model and its versions as the CLI and kubectl show them;
+ 4. a namespace, the S3 credentials Secret, an OSV advisory database (real PyUp advisories from
+    the `safety-db` package, converted) in the bucket, and a Model with promotion gates on metrics
+    and on known vulnerabilities;
+ 5. `modelreg register` of both versions with their training environment, `modelreg promote
+    --reason` of each (the second archives the first), an alias `@champion`, and a third version
+    whose old environment (PyYAML 5.3) the audit gate refuses;
+ 6. the Model and its versions as the CLI and kubectl show them: aliases, who asked for each stage
+    and why (`modelreg history`, stamped by the API server), the audit finding;
  7. a real prediction from the served version: its pod runs on the real node and answers through
     the stable Service's ClusterIP. Where no real node can run (no root, say), the Deployment's
     container runs here as a local process instead (`demo.podemu`), and the demo says so;
@@ -23,8 +28,12 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.metadata
+import importlib.util
+import io
 import json
 import os
+import platform
 import shlex
 import signal
 import subprocess
@@ -32,6 +41,7 @@ import sys
 import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +120,9 @@ class Env:
         ns = ["-n", namespace] if namespace else []
         return json.loads(self.kubectl(*ns, *args, "-o", "json"))
 
-    def modelreg(self, *args: str, show: bool = True) -> str:
-        """Run the CLI as a user would, echoing the command and its output."""
+    def modelreg(self, *args: str, show: bool = True, expect: int = 0) -> str:
+        """Run the CLI as a user would, echoing the command and its output; `expect`: the exit
+        code the step shows (a refusal is part of the demo)."""
         cmd = ["modelreg", "-n", self.namespace, *args]
         if show:
             print(f"    $ {shlex.join(cmd)}", flush=True)
@@ -126,8 +137,10 @@ class Env:
         if show:
             for line in (p.stderr + p.stdout).rstrip().splitlines():
                 print(f"      {line}", flush=True)
-        if p.returncode != 0:
+        if p.returncode != expect:
             raise DemoError(f"modelreg {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
+        if expect:
+            info(f"(exit {p.returncode}, as expected)")
         return p.stdout
 
 
@@ -172,6 +185,24 @@ def install_crds(env: Env) -> None:
         "crd/models.modelreg.dev", "crd/modelversions.modelreg.dev",
     )  # fmt: skip
     info("CRDs installed: models.modelreg.dev, modelversions.modelreg.dev")
+
+
+def install_policies(env: Env) -> None:
+    """The chart's MutatingAdmissionPolicies, bound to the demo namespace only: stage-audit (who
+    asked for each stage, stamped by the API server) and tag-labels."""
+    selector = json.dumps({"matchLabels": {"kubernetes.io/metadata.name": env.namespace}})
+    helm = DEV / "bin" / "helm"
+    rendered = subprocess.run(
+        [str(helm), "template", f"demo-{env.namespace}", str(REPO / "charts" / "modelreg"),
+         "--show-only", "templates/stage-audit.yaml", "--show-only", "templates/tag-labels.yaml",
+         "--set-json", f"stageAudit.namespaceSelector={selector}",
+         "--set-json", f"tagLabels.namespaceSelector={selector}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if rendered.returncode != 0:
+        raise DemoError(f"helm template: {rendered.stderr.strip()}")
+    env.kubectl("apply", "-f", "-", input=rendered.stdout)
+    info(f"admission policies demo-{env.namespace}-modelreg-stage-audit and -tag-labels")
 
 
 def stop_previous_operator(namespace: str) -> None:
@@ -271,7 +302,15 @@ def reset_namespace(env: Env) -> None:
     if env.kubectl("get", "namespace", env.namespace, "--ignore-not-found", "-o", "name").strip():
         info(f"removing the previous demo namespace {env.namespace}")
         env.kubectl("delete", "namespace", env.namespace, "--wait=true", "--timeout=120s")
-    s3 = boto3.client(
+    s3 = _s3(env)
+    bucket = env.s3.get("MODELREG_S3_BUCKET", "models")
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{env.namespace}/")
+    for obj in listing.get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+
+
+def _s3(env: Env) -> Any:
+    return boto3.client(
         "s3",
         endpoint_url=env.s3["MODELREG_S3_ENDPOINT"],
         aws_access_key_id=env.s3["AWS_ACCESS_KEY_ID"],
@@ -283,13 +322,34 @@ def reset_namespace(env: Env) -> None:
             s3={"addressing_style": "path"},
         ),
     )
+
+
+def upload_advisories(env: Env) -> str:
+    """Real advisories as an OSV .zip in the bucket: the PyUp database that the safety-db package
+    ships on PyPI, converted by tools/osv_from_safety_db.py. The operator reads it from the store;
+    nothing is fetched from the internet."""
+    spec = importlib.util.spec_from_file_location(
+        "osv_from_safety_db", REPO / "tools" / "osv_from_safety_db.py"
+    )
+    if spec is None or spec.loader is None:
+        raise DemoError("tools/osv_from_safety_db.py is missing")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    data, release = tool.load_installed()
+    records = tool.convert(data, version=release)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for r in records:
+            z.writestr(f"{r['id']}.json", json.dumps(r))
     bucket = env.s3.get("MODELREG_S3_BUCKET", "models")
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{env.namespace}/")
-    for obj in listing.get("Contents", []):
-        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    key = f"{env.namespace}/advisories/osv-pypi.zip"
+    _s3(env).put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+    uri = f"s3://{bucket}/{key}"
+    info(f"{len(records)} OSV records (safety-db {release}) -> {uri}")
+    return uri
 
 
-def create_model(env: Env) -> None:
+def create_model(env: Env, advisories: str) -> None:
     s3 = env.s3
     bucket = s3.get("MODELREG_S3_BUCKET", "models")
     env.kubectl("create", "namespace", env.namespace)
@@ -311,8 +371,10 @@ def create_model(env: Env) -> None:
                 "region": s3.get("AWS_REGION", "us-east-1"),
                 "secretRef": {"name": "s3-credentials"},
             },
+            "advisories": {"uri": advisories},
             "promotion": {
-                "gates": [{"metric": "auc", "min": 0.9}, {"metric": "latency_p99_ms", "max": 50}]
+                "gates": [{"metric": "auc", "min": 0.9}, {"metric": "latency_p99_ms", "max": 50}],
+                "audit": {"maxSeverity": "HIGH"},
             },
             "serving": {"replicas": 1, **(ON_REAL_NODE if env.real_node else {})},
         },
@@ -325,21 +387,52 @@ def create_model(env: Env) -> None:
     info("EOF")
 
 
-def register_and_promote(env: Env, models: list[dict[str, Any]]) -> None:
+TRAINED_WITH = ("scikit-learn", "numpy", "scipy", "skl2onnx", "onnx", "onnxruntime")
+REASONS = ("first model: passes the auc and latency gates", "standardized features: higher auc")
+
+
+def requirements(workdir: Path, name: str, pins: Sequence[str]) -> Path:
+    path = workdir / name
+    path.write_text("\n".join(pins) + "\n")
+    return path
+
+
+def register_and_promote(env: Env, models: list[dict[str, Any]], workdir: Path) -> None:
+    # The packages the models were trained with, at the versions installed here.
+    pins = [f"{d}=={importlib.metadata.version(d)}" for d in TRAINED_WITH]
+    reqs = requirements(workdir, "requirements.txt", pins)
+    python = platform.python_version()
     for i, m in enumerate(models, start=1):
         metric_args = [a for k, v in m["metrics"].items() for a in ("-m", f"{k}={v}")]
         env.modelreg(
             "register", MODEL, str(m["path"]), *metric_args,
             "-p", f"trainer={m['label'].split(':')[1].strip()}",
             "-l", "dataset=sklearn.datasets.load_breast_cancer",
+            "--requirements", str(reqs), "--python", python,
             "--framework", "sklearn", "--wait", "--timeout", "120",
         )  # fmt: skip
-        env.modelreg("promote", MODEL, str(i), "--timeout", "180")
+        env.modelreg("promote", MODEL, str(i), "--reason", REASONS[i - 1], "--timeout", "180")
+    env.modelreg("alias", "set", MODEL, "champion", str(len(models)))
+    # The same model again, as an old training image had it: PyYAML 5.3 has known advisories
+    # (CVE-2020-1747, CVE-2020-14343), and the audit gate keeps the version out of Production.
+    old = requirements(workdir, "old-requirements.txt", [*pins, "PyYAML==5.3"])
+    best = models[-1]
+    metric_args = [a for k, v in best["metrics"].items() for a in ("-m", f"{k}={v}")]
+    env.modelreg(
+        "register", MODEL, str(best["path"]), *metric_args, "--requirements", str(old),
+        "--python", python, "--framework", "sklearn", "--wait", "--timeout", "120",
+    )  # fmt: skip
+    env.modelreg(
+        "promote", MODEL, str(len(models) + 1), "--reason", "same model, older image",
+        "--timeout", "120", expect=5,
+    )  # fmt: skip
 
 
 def show(env: Env) -> None:
     env.modelreg("get", MODEL)
     env.modelreg("list", MODEL)
+    env.modelreg("history", MODEL)
+    env.modelreg("get", MODEL, "3")
     env.modelreg("compare", MODEL)
     print(f"    $ kubectl get mdl,mv,deploy,svc -n {env.namespace}", flush=True)
     for line in env.kubectl("get", "mdl,mv,deploy,svc", "-n", env.namespace).rstrip().splitlines():
@@ -454,7 +547,8 @@ def next_steps(env: Env, stopped: bool) -> None:
     lines = [
         ("export KUBECONFIG=$PWD/.dev/kubeconfig PATH=$PWD/.dev/bin:$PWD/.venv/bin:$PATH", ""),
         (f"modelreg list -n {ns}", "versions, stages, phases, metrics"),
-        (f"modelreg history {MODEL} -n {ns}", "every stage change"),
+        (f"modelreg history {MODEL} -n {ns}", "every stage change: who asked, and why"),
+        (f"modelreg get {MODEL}@champion -n {ns}", "the version an alias names"),
         (f"modelreg rollback {MODEL} -n {ns}", "v2 out, v1 back in (blue/green)"),
         (f"modelreg compare {MODEL} -n {ns} --plot compare.png", "metrics side by side"),
         (f"modelreg verify {MODEL} 2 -n {ns}", "re-hash the artifact in the store"),
@@ -497,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env.real_node = real_node(env)
         install_crds(env)
         reset_namespace(env)
+        install_policies(env)
 
         step(2, "the operator")
         start_operator(env)
@@ -508,12 +603,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             step(
                 4,
-                f"namespace {env.namespace}, S3 Secret, Model {MODEL} with gates auc >= 0.9, p99 <= 50 ms",
+                f"namespace {env.namespace}, S3 Secret, advisories, Model {MODEL} with gates "
+                "auc >= 0.9, p99 <= 50 ms, no finding above HIGH",
             )
-            create_model(env)
+            create_model(env, upload_advisories(env))
 
-            step(5, "registering and promoting both versions with the CLI")
-            register_and_promote(env, trained)
+            step(5, "registering and promoting the versions with the CLI")
+            register_and_promote(env, trained, Path(tmp))
 
         step(6, "the Model and its versions")
         show(env)

@@ -64,6 +64,25 @@ class OperatorSettings(BaseSettings):
         default=False,
         description="Let the builtin runtime load format 'sklearn' (pickle/joblib runs code).",
     )
+    advisory_database: str = Field(
+        default="",
+        description=(
+            "Path of an OSV-format advisory database the operator audits versions' "
+            "spec.environment.packages against, when a Model names none in spec.advisories: a "
+            ".zip of OSV records (osv.dev's PyPI/all.zip), a .json or .jsonl file, or a directory "
+            "of .json records (a mounted volume). Never fetched from the internet."
+        ),
+    )
+    advisory_refresh_seconds: float = Field(
+        default=3600.0,
+        ge=10,
+        description="How often a loaded advisory database is looked at again (S3: by ETag).",
+    )
+    advisory_max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Largest advisory database read (compressed size).",
+    )
     withdraw_grace_seconds: float = Field(
         default=30.0,
         ge=0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from modelreg.controller.auditor import Auditor
 from modelreg.controller.reconciler import Caches, Reconciler, compact, compact_slice
 from modelreg.settings import OperatorSettings
 
@@ -169,6 +170,8 @@ def test_a_deleted_deployment_the_cache_still_shows_never_receives_production() 
             return OK
 
     r.verifier = Fixed()  # type: ignore[assignment]
+    # No advisory database is configured: every version's audit is off.
+    r.auditor = Auditor(r.settings, r.verifier, lambda key: None)  # type: ignore[arg-type]
     key = ("ns", "m")
     dump = {"mode": "json", "by_alias": True, "exclude_none": True}
     kube.resources["m"] = model().model_dump(**dump)  # type: ignore[arg-type]

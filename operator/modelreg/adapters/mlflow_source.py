@@ -20,9 +20,21 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MainFile", "MlflowSource", "MlflowSourceError", "SourceModel", "SourceVersion"]
+__all__ = [
+    "ENVIRONMENT_FILES",
+    "MainFile",
+    "MlflowSource",
+    "MlflowSourceError",
+    "SourceModel",
+    "SourceVersion",
+    "environment_files",
+    "main_file",
+]
 
 _PAGE = 200
+# The files of an MLflow model directory that record its environment, as MLflow names them.
+ENVIRONMENT_FILES = ("requirements.txt", "python_env.yaml", "conda.yaml")
+_ENV_FILE_MAX = 1024 * 1024  # an environment file larger than this is not one MLflow wrote
 
 
 class MlflowSourceError(Exception):
@@ -208,3 +220,38 @@ def main_file(model_dir: Path) -> MainFile:
     loader = str((flavors.get("python_function") or {}).get("loader_module") or "")
     framework = loader.removeprefix("mlflow.") if loader.startswith("mlflow.") else "mlflow"
     return MainFile(None, "custom", framework)
+
+
+def environment_files(model_dir: Path) -> dict[str, str]:
+    """The text of the model directory's environment files that exist, keyed by their standard
+    names (`requirements.txt`, `python_env.yaml`, `conda.yaml`). Where MLmodel's python_function
+    flavor names other files (`env: {virtualenv: ..., conda: ...}`, or `env: conda.yaml` in older
+    MLflow), those are read. A file that is missing, unreadable, not UTF-8, larger than 1 MiB or
+    outside the directory is left out."""
+    names = dict(zip(ENVIRONMENT_FILES, ENVIRONMENT_FILES, strict=True))
+    try:
+        meta = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        meta = None
+    flavors = meta.get("flavors") if isinstance(meta, dict) else None
+    pyfunc = flavors.get("python_function") if isinstance(flavors, dict) else None
+    env = pyfunc.get("env") if isinstance(pyfunc, dict) else None
+    if isinstance(env, str):
+        names["conda.yaml"] = env
+    elif isinstance(env, dict):
+        for key, standard in (("virtualenv", "python_env.yaml"), ("conda", "conda.yaml")):
+            if isinstance(env.get(key), str) and env[key]:
+                names[standard] = env[key]
+    root = model_dir.resolve()
+    out: dict[str, str] = {}
+    for standard, rel in names.items():
+        path = (model_dir / rel).resolve()
+        if not path.is_relative_to(root):
+            continue
+        try:
+            if not path.is_file() or path.stat().st_size > _ENV_FILE_MAX:
+                continue
+            out[standard] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+    return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import os
 import re
 import tempfile
@@ -114,6 +115,10 @@ class StoreUnavailable(StoreError):
 
 class EndpointNotAllowed(StoreError):
     """The endpoint is refused by the operator's endpoint policy (`adapters.endpoints`)."""
+
+
+class TooLarge(StoreError):
+    """The object is larger than the caller will hold in memory."""
 
 
 class DigestMismatch(StoreError):
@@ -315,6 +320,11 @@ class ObjectStore:
         expected = _normalize_sha256(expected_sha256)
         return await asyncio.to_thread(self._download, loc, Path(dest), expected, version_id)
 
+    async def read(self, uri: str, max_bytes: int) -> tuple[bytes, Digest]:
+        """The whole object at `uri` in memory, with its digest; TooLarge past `max_bytes`."""
+        loc = S3Location.parse(uri)
+        return await asyncio.to_thread(self._read, loc, max_bytes)
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._client.close()
@@ -370,6 +380,14 @@ class ObjectStore:
             etag=_etag(resp.get("ETag")),
             version_id=_version_id(resp.get("VersionId")),
         )
+
+    def _read(self, loc: S3Location, max_bytes: int) -> tuple[bytes, Digest]:
+        sink = _Bounded(max_bytes)
+        try:
+            digest = self._hash_object(loc, sink)
+        except _LocalWriteError as e:
+            raise TooLarge(f"{loc.uri()} is larger than {max_bytes} bytes: {e.reason}") from None
+        return sink.getvalue(), digest
 
     def _download(
         self, loc: S3Location, dest: Path, expected: str, version_id: str | None
@@ -491,6 +509,19 @@ class _LocalWriteError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _Bounded(io.BytesIO):
+    """An in-memory sink that refuses to grow past `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self._limit:
+            raise OSError(f"more than {self._limit} bytes")
+        return super().write(data)
 
 
 def _chunks(body: Any, size: int) -> Iterator[bytes]:

@@ -142,6 +142,14 @@ def _model_version_schema() -> Schema:
             ("metrics", "promotion gates are checked against them"),
             ("params", "they record how this artifact was made"),
         )
+    ] + [
+        _rule(
+            "!has(oldSelf.environment) || "
+            "(has(self.environment) && self.environment == oldSelf.environment)",
+            "spec.environment is immutable once set: the audit gate is checked against its "
+            "packages; register a new ModelVersion instead",
+            fieldPath=".environment",
+        )
     ]
     return {
         "type": "object",

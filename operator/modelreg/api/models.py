@@ -137,11 +137,56 @@ class Gate(_Wire):
     max: float | None = Field(default=None, description="The metric must be <= max.")
 
 
+class Severity(enum.StrEnum):
+    """A finding's severity: the advisory's own rating, or its CVSS score's; UNKNOWN when the
+    advisory gives neither (a gate counts it as CRITICAL: not known to be less)."""
+
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+    UNKNOWN = "UNKNOWN"
+
+
+ADVISORY_ID = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class AuditGate(_Wire):
+    max_severity: Severity | None = Field(
+        default=None,
+        description="Block a version with a finding above this severity (UNKNOWN counts as "
+        "CRITICAL).",
+    )
+    block_vulnerable: bool = Field(
+        default=False, description="Block a version with any finding at all."
+    )
+    allow: list[ADVISORY_ID] = Field(
+        default_factory=list,
+        max_length=MAP_MAX,
+        description="Advisory ids (or aliases such as CVE ids) accepted as known risks: they are "
+        "still reported, never gate.",
+    )
+
+
 class Promotion(_Wire):
     gates: list[Gate] = Field(
         default_factory=list,
         max_length=LIST_MAX,
         description="Every gate must pass for a version to enter Staging or Production.",
+    )
+    audit: AuditGate | None = Field(
+        default=None,
+        description="The vulnerability gate on spec.environment.packages: a version it blocks "
+        "does not enter Staging or Production. Needs an advisory database (spec.advisories, or "
+        "the operator's advisoryDatabase setting); a version that cannot be audited is blocked.",
+    )
+
+
+class Advisories(_Wire):
+    uri: Annotated[str, StringConstraints(min_length=1, max_length=URI_MAX)] = Field(
+        description="s3://bucket/key of an OSV-format advisory database in the Model's object "
+        "store (its endpoint and credentials): a .zip of OSV JSON records as osv.dev publishes "
+        "them, a .json record or array, or .jsonl. Read by the operator, never from the internet."
     )
 
 
@@ -231,6 +276,11 @@ class ModelSpec(_Wire):
     storage: Storage | None = None
     promotion: Promotion = Field(default_factory=Promotion)
     serving: Serving = Field(default_factory=Serving)
+    advisories: Advisories | None = Field(
+        default=None,
+        description="Where the operator reads the advisory database that versions' packages are "
+        "audited against (overrides the operator's advisoryDatabase setting).",
+    )
 
 
 class Condition(_Wire):
@@ -277,6 +327,29 @@ class Artifact(_Wire):
     format: ArtifactFormat = Field(default=ArtifactFormat.ONNX)
 
 
+ENV_PACKAGES_MAX = 512
+PACKAGE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*$"
+PYTHON_PATTERN = r"^[0-9]+\.[0-9]+(\.[0-9]+)?([a-z]+[0-9]*)?$"
+IMAGE_DIGEST_PATTERN = r"^[^\s@]+@sha256:[0-9a-f]{64}$"
+
+
+class Environment(_Wire):
+    python: Annotated[str, StringConstraints(max_length=32, pattern=PYTHON_PATTERN)] | None = Field(
+        default=None, description="The Python version the model was trained with (3.11.7)."
+    )
+    packages: list[
+        Annotated[str, StringConstraints(min_length=3, max_length=128, pattern=PACKAGE_PATTERN)]
+    ] = Field(
+        default_factory=list,
+        max_length=ENV_PACKAGES_MAX,
+        description="Pinned dependencies, `name==version` (PyPI names), audited against the "
+        "advisory database.",
+    )
+    image: (
+        Annotated[str, StringConstraints(max_length=512, pattern=IMAGE_DIGEST_PATTERN)] | None
+    ) = Field(default=None, description="The training image, by digest (name@sha256:...).")
+
+
 class ModelVersionSpec(_Wire):
     model: DNSName = Field(description="The Model in the same namespace.")
     version: int = Field(ge=1, le=1_000_000, description="Version number, unique per Model.")
@@ -287,6 +360,41 @@ class ModelVersionSpec(_Wire):
     metrics: dict[Key, float] = Field(default_factory=dict, max_length=MAP_MAX)
     params: dict[Key, LongStr] = Field(default_factory=dict, max_length=MAP_MAX)
     lineage: dict[Key, LongStr] = Field(default_factory=dict, max_length=MAP_MAX)
+    environment: Environment | None = Field(
+        default=None,
+        description="Python, packages and image the model was trained with; immutable once set.",
+    )
+
+
+class Finding(_Wire):
+    id: ADVISORY_ID
+    aliases: list[ADVISORY_ID] = Field(default_factory=list, max_length=8)
+    package: Annotated[str, StringConstraints(max_length=128)]
+    version: Annotated[str, StringConstraints(max_length=128)]
+    affected: Annotated[str, StringConstraints(max_length=512)] = Field(
+        default="", description="The affected range, e.g. >=5.1, <5.4."
+    )
+    fixed: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="The first version that fixes it, when the advisory says."
+    )
+    severity: Severity = Severity.UNKNOWN
+    allowed: bool = Field(default=False, description="Accepted by the gate's allow list.")
+    summary: Annotated[str, StringConstraints(max_length=512)] = ""
+
+
+FINDINGS_MAX = 64
+
+
+class AuditStatus(_Wire):
+    database: Annotated[str, StringConstraints(max_length=URI_MAX)] = Field(
+        description="The advisory database audited against (URI or operator path)."
+    )
+    database_sha256: Annotated[str, StringConstraints(max_length=64)] | None = None
+    advisories: int | None = Field(default=None, description="Records the database holds.")
+    audited_at: Annotated[str, StringConstraints(max_length=64)] | None = None
+    packages: int = Field(default=0, description="Packages audited.")
+    findings: list[Finding] = Field(default_factory=list, max_length=FINDINGS_MAX)
+    findings_total: int = Field(default=0, description="All findings (the list keeps the worst).")
 
 
 class ArtifactStatus(_Wire):
@@ -380,6 +488,9 @@ class ModelVersionStatus(_Wire):
         "it leaves production, so an operator upgrade does not re-roll it.",
     )
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_MAX)
+    audit: AuditStatus | None = Field(
+        default=None, description="Known vulnerabilities of spec.environment.packages."
+    )
     conditions: list[Condition] = Field(default_factory=list, max_length=LIST_MAX)
 
 

@@ -183,6 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until verified (or the stage is held)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds for --wait (default 300)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group(
+        "training environment (spec.environment; its packages are audited for vulnerabilities)"
+    )
+    packages = g.add_mutually_exclusive_group()
+    packages.add_argument(
+        "--requirements",
+        metavar="FILE",
+        help="pip requirements file whose requirements are all pinned with == (pip freeze)",
+    )
+    packages.add_argument(
+        "--capture-env",
+        action="store_true",
+        help="record the Python running this command and every package installed in it (run "
+        "it from the training environment: python -m modelreg.cli register ...)",
+    )
+    g.add_argument("--python", metavar="X.Y.Z", help="the Python version trained with")
+    g.add_argument("--image", metavar="NAME@sha256:DIGEST", help="the training image, by digest")
 
     p = cmd("list", "list model versions (of one model, or of the namespace), filtered")
     p.add_argument("model", metavar="MODEL", nargs="?")
@@ -369,8 +386,18 @@ class App:
             description=a.description,
             version=a.pin,
             progress=bar,
+            environment="current" if a.capture_env else None,
+            requirements=a.requirements,
+            python=a.python,
+            image=a.image,
         )
         bar.done()
+        env = mv.spec.environment
+        if env is not None:
+            recorded = [f"python {env.python}"] if env.python else []
+            recorded += [f"{len(env.packages)} package(s)"] if env.packages else []
+            recorded += [f"image {env.image}"] if env.image else []
+            self.note(f"environment: {', '.join(recorded)}")
         if a.wait:
             stage = parse_stage(a.stage) if a.stage else Stage.NONE
             if stage == Stage.PRODUCTION:

@@ -161,6 +161,44 @@ def describe_version(mv: ModelVersion) -> str:
             )
             verdict = "passed" if g.passed else "FAILED"
             lines.append(f"  {g.metric} {bound}: actual {number(g.actual)} {verdict}")
+    env = spec.environment
+    if env is not None:
+        lines.append("Environment:")
+        lines += _kv(
+            {
+                "Python": env.python or NONE,
+                "Image": env.image or NONE,
+                "Packages": f"{len(env.packages)}: "
+                + ", ".join(env.packages[:8])
+                + (", ..." if len(env.packages) > 8 else "")
+                if env.packages
+                else NONE,
+            }
+        )
+    if s.audit is not None:
+        a = s.audit
+        lines.append(
+            f"Audit:         {a.findings_total} known vulnerabilities in {a.packages} packages "
+            f"({a.database}, {a.advisories} advisories, at {a.audited_at or NONE})"
+        )
+        if a.findings:
+            some_allowed = any(f.allowed for f in a.findings)
+            rows = [
+                (
+                    f.id,
+                    ", ".join(f.aliases) or NONE,
+                    f"{f.package} {f.version}",
+                    f.severity.value,
+                    f.fixed or NONE,
+                    *(("yes" if f.allowed else "no",) if some_allowed else ()),
+                )
+                for f in a.findings
+            ]
+            headers = ["advisory", "aliases", "package", "severity", "fixed"]
+            headers += ["allowed"] if some_allowed else []
+            lines.append("  " + table(headers, rows).replace("\n", "\n  "))
+            if a.findings_total > len(a.findings):
+                lines.append(f"  ... and {a.findings_total - len(a.findings)} more")
     if s.serving and (s.serving.deployment or s.serving.url):
         lines.append("Serving:")
         lines += _kv(
@@ -221,8 +259,21 @@ def describe_model(m: Model, versions: Sequence[ModelVersion]) -> str:
                 f"<= {number(g.max)}" if g.max is not None else "",
             ]
             lines.append(f"  {g.metric} {' '.join(b for b in bounds if b)}")
-    else:
+    audit = spec.promotion.audit
+    if audit is not None:
+        rule = (
+            "no known vulnerability"
+            if audit.block_vulnerable
+            else f"no finding above {audit.max_severity.value}"
+            if audit.max_severity is not None
+            else "reported only"
+        )
+        allowed = f" (allowed: {', '.join(audit.allow)})" if audit.allow else ""
+        lines.append(f"  audit: {rule}{allowed}")
+    if not spec.promotion.gates and audit is None:
         lines.append(f"  {NONE}")
+    if spec.advisories is not None:
+        lines.append(f"Advisories:  {spec.advisories.uri}")
     lines.append("Versions:")
     gated = {m.metadata.name: [g.metric for g in spec.promotion.gates]}
     lines.append("  " + versions_table(versions, gated).replace("\n", "\n  "))

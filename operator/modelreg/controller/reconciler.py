@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from modelreg.adapters import kube as k8s
 from modelreg.api.models import Model, ModelStatus, ModelVersion, Phase
 from modelreg.controller import metrics
+from modelreg.controller.auditor import Auditor
 from modelreg.controller.verifier import Verifier
 from modelreg.lifecycle import builders, naming
 from modelreg.lifecycle import plan as lifecycle
@@ -155,6 +156,7 @@ class Reconciler:
     # planning on one would switch production to a Deployment that is gone.
     _gone: dict[ModelKey, set[str]] = field(default_factory=dict)
     verifier: Verifier | None = None
+    auditor: Auditor | None = None
     on_pass: Callable[[ModelKey], None] | None = None
 
     def __post_init__(self) -> None:
@@ -174,6 +176,8 @@ class Reconciler:
                 lambda key: self.kick(*key),
                 observe=metrics.observe_verification,
             )
+        if self.auditor is None:
+            self.auditor = Auditor(self.settings, self.verifier, lambda key: self.kick(*key))
 
     async def close(self) -> None:
         for slot in self._slots.values():
@@ -181,6 +185,8 @@ class Reconciler:
                 slot.retry.cancel()
         for timer in [*self._recheck.values(), *self._wake.values()]:
             timer.cancel()
+        if self.auditor is not None:
+            await self.auditor.close()
         if self.verifier is not None:
             await self.verifier.close()
         for t in list(self._tasks):
@@ -275,6 +281,7 @@ class Reconciler:
     async def reconcile(self, key: ModelKey) -> None:
         assert self.caches is not None
         assert self.verifier is not None
+        assert self.auditor is not None
         namespace, model_name = key
         unreadable: list[lifecycle.Unreadable] = []
         model_bodies = [self._fresh(b) for b in self.caches.models.get(key) or []]
@@ -301,6 +308,7 @@ class Reconciler:
         await self._recheck_conflicts(key, model)
 
         verdicts = {mv.metadata.name: self.verifier.verdict(model, mv) for mv in versions}
+        audits = {mv.metadata.name: self.auditor.verdict(model, mv) for mv in versions}
         # A child the API server refuses, or whose name another object holds, is found while
         # applying; the plan is then made again knowing it, before any status is written.
         for _ in range(3):
@@ -319,6 +327,7 @@ class Reconciler:
                 conflicts=self._conflicts.get(key),
                 rejected=self._rejected.get(key),
                 withdraw_grace_seconds=self.settings.withdraw_grace_seconds,
+                audits=audits,
             )
             if await self._apply_children(key, model, cached, result):
                 break

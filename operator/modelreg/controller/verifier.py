@@ -260,6 +260,14 @@ class Verifier:
             client.close()
         self._stores.clear()
 
+    async def credentials(self, model: Model) -> tuple[str | None, str | None] | ArtifactVerdict:
+        """The Model's object-store keys (from its Secret, read once per SECRET_TTL), or why not."""
+        return await self._credentials(model)
+
+    async def store_client(self, config: store.StoreConfig) -> store.ObjectStore:
+        """The shared client of this store and credentials."""
+        return await self._store(config)
+
     async def _store(self, config: store.StoreConfig) -> store.ObjectStore:
         """The shared client of this store and credentials (built off the event loop once)."""
         client = self._stores.get(config)

@@ -10,6 +10,7 @@ from modelreg.api.models import Condition
 
 ARTIFACT_VERIFIED = "ArtifactVerified"
 GATES_PASSED = "GatesPassed"
+AUDITED = "Audited"
 SERVING = "Serving"
 READY = "Ready"
 
@@ -38,7 +39,7 @@ def set_condition(
     )
     out = [c for c in conditions if c.type != type_]
     out.append(new)
-    order = {ARTIFACT_VERIFIED: 0, GATES_PASSED: 1, SERVING: 2, READY: 3}
+    order = {ARTIFACT_VERIFIED: 0, GATES_PASSED: 1, AUDITED: 2, SERVING: 3, READY: 4}
     return sorted(out, key=lambda c: (order.get(c.type, 9), c.type))
 
 

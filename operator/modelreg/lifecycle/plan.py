@@ -24,9 +24,13 @@ from typing import Any
 
 from modelreg.api.models import (
     API_VERSION,
+    FINDINGS_MAX,
     GROUP,
     ArtifactStatus,
+    AuditGate,
+    AuditStatus,
     Condition,
+    Finding,
     HistoryEntry,
     Model,
     ModelStatus,
@@ -37,7 +41,7 @@ from modelreg.api.models import (
     ServingStatus,
     Stage,
 )
-from modelreg.lifecycle import aliases, audit, builders, conditions, gates, naming
+from modelreg.lifecycle import advisories, aliases, builders, conditions, gates, naming, stamps
 
 Body = dict[str, Any]
 
@@ -61,6 +65,28 @@ class ArtifactVerdict:
     reason: str = ""
     message: str = ""
     status: ArtifactStatus | None = None  # what to record in status.artifact
+
+
+class AuditState(enum.StrEnum):
+    """What is known about the advisory database a version is audited against."""
+
+    OFF = "Off"  # no database configured (neither the Model's spec.advisories nor the operator's)
+    SKIPPED = "Skipped"  # not audited (Archived): status.audit stays as it was
+    PENDING = "Pending"  # the database is being read
+    AUDITED = "Audited"  # audited against `database` (findings may be empty)
+    UNAVAILABLE = "Unavailable"  # the database cannot be read or parsed: retried with backoff
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    state: AuditState = AuditState.OFF
+    database: str = ""  # the URI or path, as status shows it
+    sha256: str | None = None
+    advisories: int | None = None
+    packages: int = 0
+    findings: tuple[Finding, ...] = ()  # all of them, worst first
+    total: int = 0
+    message: str = ""  # why it is PENDING or UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -288,6 +314,10 @@ class _Version:
     art: ArtifactVerdict
     gate_results: list[Any]
     gates_ok: bool
+    audit: AuditVerdict = AuditVerdict()
+    findings: list[Finding] = field(default_factory=list)  # the audit's, allow list applied
+    # (reason, message) when the audit gate keeps it out of Staging and Production
+    audit_block: tuple[str, str] | None = None
     body: Body | None = None  # the Deployment it would run (versions asking for Production)
 
     @property
@@ -296,7 +326,7 @@ class _Version:
 
     @property
     def eligible(self) -> bool:
-        return self.art.verdict is Verdict.VERIFIED and self.gates_ok
+        return self.art.verdict is Verdict.VERIFIED and self.gates_ok and self.audit_block is None
 
     @property
     def spec_hash(self) -> str:
@@ -314,6 +344,83 @@ class _Version:
 
 def _gate_message(v: _Version) -> str:
     return gates.summary(v.gate_results)
+
+
+def _audit_block(
+    gate: AuditGate | None, mv: ModelVersion, verdict: AuditVerdict, findings: list[Finding]
+) -> tuple[str, str] | None:
+    """Why the audit gate keeps a version out of Staging and Production, or None. Fail closed: a
+    version that cannot be audited (no database, no packages, a database that cannot be read) is
+    not let through; "Auditing" only while the database is being read."""
+    if gate is None or verdict.state is AuditState.SKIPPED:
+        return None
+    if verdict.state is AuditState.OFF:
+        return (
+            "AuditNotConfigured",
+            "promotion.audit is set but there is no advisory database: set the Model's "
+            "spec.advisories.uri, or the operator's advisoryDatabase",
+        )
+    env = mv.spec.environment
+    if env is None or not env.packages:
+        return (
+            "NoEnvironment",
+            "promotion.audit needs spec.environment.packages to audit: register the version "
+            "with --requirements FILE or --capture-env",
+        )
+    if verdict.state is AuditState.PENDING:
+        return "Auditing", verdict.message or f"reading the advisory database {verdict.database}"
+    if verdict.state is AuditState.UNAVAILABLE:
+        return "AdvisoriesUnavailable", verdict.message
+    problem = advisories.gate_problem(gate, findings)
+    return ("Vulnerable", problem) if problem is not None else None
+
+
+def _audit_status(
+    old: AuditStatus | None, v: _Version, now: str
+) -> tuple[AuditStatus | None, tuple[bool | None, str, str] | None]:
+    """status.audit and the Audited condition (status, reason, message) of a version."""
+    a = v.audit
+    if a.state is AuditState.SKIPPED:
+        return old, None
+    if a.state is AuditState.OFF:
+        return None, None
+    if a.state is not AuditState.AUDITED:
+        unknown = "Auditing" if a.state is AuditState.PENDING else "AdvisoriesUnavailable"
+        return old, (False if unknown != "Auditing" else None, unknown, a.message)
+    env = v.mv.spec.environment
+    if env is None or not env.packages:
+        return None, (
+            None,
+            "NoEnvironment",
+            "spec.environment.packages is empty: nothing to audit",
+        )
+    new = AuditStatus(
+        database=a.database,
+        database_sha256=a.sha256,
+        advisories=a.advisories,
+        audited_at=now,
+        packages=a.packages,
+        findings=v.findings[:FINDINGS_MAX],  # worst first; the gate read them all
+        findings_total=a.total,
+    )
+    if old is not None and old.model_copy(update={"audited_at": now}) == new:
+        new = old  # the same verdict: keep the time it was first reached
+    gating = [f for f in v.findings if not f.allowed]
+    if not a.total:
+        return new, (
+            True,
+            "NoKnownVulnerabilities",
+            f"{a.packages} packages audited against {a.advisories} advisories in {a.database}: "
+            "no known vulnerability",
+        )
+    worst = ", ".join(f"{f.id} {f.package} {f.version} {f.severity.value}" for f in v.findings[:3])
+    allowed = f" ({a.total - len(gating)} allowed)" if len(gating) < a.total else ""
+    return new, (
+        False,
+        "VulnerabilitiesFound",
+        f"{a.total} known vulnerabilities{allowed} in {a.packages} packages: {worst}"
+        + (", ..." if a.total > 3 else ""),
+    )
 
 
 def _pinned(model: Model, mv: ModelVersion) -> str | None:
@@ -351,6 +458,7 @@ def plan(
     conflicts: dict[ChildKey, str] | None = None,
     rejected: dict[str, Rejection] | None = None,
     withdraw_grace_seconds: float = 0.0,
+    audits: dict[str, AuditVerdict] | None = None,
 ) -> Plan:
     """Everything the reconciler does for one Model, from what it sees.
 
@@ -364,14 +472,20 @@ def plan(
     model_uid = model.metadata.uid if model is not None else None
     live = [mv for mv in versions if not mv.metadata.deletion_timestamp]
     gate_rules = model.spec.promotion.gates if model else []
+    audit_gate = model.spec.promotion.audit if model else None
     views: dict[str, _Version] = {}
     for mv in live:
         results = gates.evaluate(gate_rules, mv.spec.metrics)
+        verdict = (audits or {}).get(mv.metadata.name, AuditVerdict())
+        findings = advisories.mark_allowed(audit_gate, list(verdict.findings))
         views[mv.metadata.name] = _Version(
             mv=mv,
             art=artifacts.get(mv.metadata.name, ArtifactVerdict(Verdict.PENDING)),
             gate_results=results,
             gates_ok=all(r.passed for r in results),
+            audit=verdict,
+            findings=findings,
+            audit_block=_audit_block(audit_gate, mv, verdict, findings),
         )
 
     # Only what the operator created is planned on: labelled objects controlled by another owner,
@@ -618,6 +732,8 @@ def _why_not(v: _Version, verdicts: _Verdicts) -> str:
         return "Verifying"
     if not v.gates_ok:
         return "GatesFailed"
+    if v.audit_block is not None:
+        return v.audit_block[0]
     if v.failed_now or v.n in verdicts.failed:
         return "RolloutFailed"
     return "not eligible"
@@ -725,6 +841,10 @@ def _version_status(
     elif not v.gates_ok:
         stage, phase, ready = resting, Phase.BLOCKED, False
         reason, message = "GatesFailed", f"cannot enter {desired}: {_gate_message(v)}"
+    elif v.audit_block is not None:
+        waiting = v.audit_block[0] == "Auditing"
+        stage, phase, ready = resting, Phase.VERIFYING if waiting else Phase.BLOCKED, False
+        reason, message = v.audit_block[0], f"cannot enter {desired}: {v.audit_block[1]}"
     elif desired is Stage.STAGING:
         stage, phase, ready, reason, message = (
             Stage.STAGING,
@@ -815,6 +935,13 @@ def _version_status(
         generation=gen,
         now=now,
     )
+    audit_status, audited = _audit_status(old.audit, v, now)
+    if audited is not None:
+        conds = conditions.set_condition(
+            conds, conditions.AUDITED, audited[0], audited[1], audited[2], generation=gen, now=now
+        )
+    elif v.audit.state is AuditState.OFF:
+        conds = [c for c in conds if c.type != conditions.AUDITED]
     conds = conditions.set_condition(
         conds, conditions.READY, ready, reason, message, generation=gen, now=now
     )
@@ -822,7 +949,7 @@ def _version_status(
     history = list(old.history)
     events: list[Event] = []
     old_ready = conditions.get_condition(old.conditions, conditions.READY)
-    request = audit.unanswered(mv)
+    request = stamps.unanswered(mv)
     if request is not None:
         # Who asked, recorded once, whether or not the stage was reached (`requested` says what
         # was asked for; `stage` what the version holds now).
@@ -873,6 +1000,7 @@ def _version_status(
         failed_spec_hash=failed_hash if failed_generation is not None else None,
         default_image=pin,
         history=history,
+        audit=audit_status,
         conditions=conds,
     )
     if status.wire() == old.wire():

@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -46,6 +46,7 @@ from modelreg.api.models import (
     REASON_ANNOTATION,
     REASON_MAX,
     ArtifactFormat,
+    Environment,
     HistoryEntry,
     Model,
     ModelVersion,
@@ -57,6 +58,7 @@ from modelreg.api.models import (
 )
 from modelreg.lifecycle import aliases as alias_rules
 from modelreg.sdk import artifacts
+from modelreg.sdk import environment as envs
 from modelreg.sdk import search as find
 from modelreg.sdk.errors import (
     AlreadyExists,
@@ -446,12 +448,28 @@ class Client:
         annotations: Mapping[str, str] | None = None,
         version: int | None = None,
         progress: ProgressFn | None = None,
+        environment: Environment | Mapping[str, Any] | Literal["current"] | None = None,
+        requirements: str | os.PathLike[str] | None = None,
+        python: str | None = None,
+        image: str | None = None,
     ) -> ModelVersion:
         """Upload the artifact at `path` and create `<model>-v<N>` with the next free N.
 
         `version` asks for a specific number instead (AlreadyExists when it is taken).
         Returns the created ModelVersion (its status is filled in later by the operator).
+
+        What the model was trained with becomes `spec.environment` (the operator audits its
+        packages against advisory databases; none is recorded when none of these is given):
+        - `environment`: an `Environment` (or a mapping of its fields: python, packages, image),
+          or "current" for the interpreter running this call (its Python version and every
+          installed distribution; call it from the training environment);
+        - `requirements`: a pip requirements file whose requirements are all pinned with `==`
+          (see `modelreg.sdk.environment.from_requirements`); not together with `environment`;
+        - `python` ("3.11.7") and `image` (the training image, `name@sha256:<digest>`) fill in
+          the fields `environment` leaves empty (a different value than it gives is an error).
+        All of it is checked before anything is uploaded (InvalidArgument).
         """
+        env = envs.resolve(environment, requirements=requirements, python=python, image=image)
         mdl = self.get_model(model)
         fields = self._spec_fields(
             metrics=metrics,
@@ -461,6 +479,8 @@ class Client:
             stage=stage,
             description=description,
         )
+        if env is not None:
+            fields["environment"] = env.wire()
         with artifacts.prepared(path, format) as art:
             return self._publish(
                 mdl,
@@ -1227,6 +1247,12 @@ def _matches(
     return not (stage is not None and mv.status.stage != stage)
 
 
+# Ready reasons of a version the audit gate keeps out of Staging and Production.
+_AUDIT_BLOCKS = frozenset(
+    {"Vulnerable", "AdvisoriesUnavailable", "NoEnvironment", "AuditNotConfigured"}
+)
+
+
 def _why(mv: ModelVersion) -> str:
     """The failed conditions, the most specific first: what blocks a version is its artifact or
     its gates; a failed rollout shows in Serving; Ready only summarizes."""
@@ -1235,8 +1261,13 @@ def _why(mv: ModelVersion) -> str:
         return f"{c.type}: {c.reason}{' - ' + c.message if c.message else ''}"
 
     failed = [c for c in mv.status.conditions if c.status == "False"]
-    for types in (("ArtifactVerified", "GatesPassed"), ("Serving",), ("Ready",)):
-        chosen = [fmt(c) for c in failed if c.type in types]
+    audit_gate = [c for c in failed if c.type == "Ready" and c.reason in _AUDIT_BLOCKS]
+    for chosen in (
+        [fmt(c) for c in failed if c.type in ("ArtifactVerified", "GatesPassed")],
+        [fmt(c) for c in audit_gate],  # Ready names the findings the audit gate refused
+        [fmt(c) for c in failed if c.type == "Serving"],
+        [fmt(c) for c in failed if c.type == "Ready"],
+    ):
         if chosen:
             return "; ".join(chosen)
     return "; ".join(fmt(c) for c in failed) or "no reason given"

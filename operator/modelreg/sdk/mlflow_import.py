@@ -13,7 +13,11 @@ The mapping:
 - every MLflow alias also becomes an alias (`spec.aliases`) of the imported version, unless its
   name is not a valid alias or the version is imported as Archived (the report says why);
 - the run's metrics (finite ones) and params, the run id as lineage.run, the git commit tag as
-  lineage.gitCommit, the version's description.
+  lineage.gitCommit, the version's description;
+- the model directory's requirements.txt, python_env.yaml and conda.yaml as spec.environment
+  (Python version and pinned packages, see `modelreg.sdk.environment.from_mlflow`): a requirement
+  not pinned with `==` is left out, and the version's report line says which; a version whose
+  directory has none of these files gets no environment.
 
 Idempotent: every imported version carries the annotation `modelreg.dev/mlflow-version` =
 `<registered name>/<N>`, and a version already carrying it is skipped, so a second run creates
@@ -35,6 +39,7 @@ from modelreg.adapters.mlflow_source import (
     MlflowSourceError,
     SourceModel,
     SourceVersion,
+    environment_files,
     main_file,
 )
 from modelreg.api.models import (
@@ -52,6 +57,7 @@ from modelreg.api.models import (
 )
 from modelreg.lifecycle import aliases as alias_rules
 from modelreg.sdk import artifacts
+from modelreg.sdk import environment as envs
 from modelreg.sdk.client import parse_version_ref
 from modelreg.sdk.errors import (
     InvalidArgument,
@@ -84,6 +90,8 @@ class ImportedVersion:
     action: str  # created | exists | skipped | would-create
     stage: Stage
     detail: str = ""
+    # Requirements of the model directory left out of spec.environment (not pinned with ==).
+    skipped_requirements: tuple[str, ...] = ()
 
 
 @dataclass
@@ -276,6 +284,9 @@ def _import_version(
             raise MlflowError(str(e)) from e
         main = main_file(model_dir)
         fields["framework"] = main.framework[:64]
+        environment, notes, skipped = _environment(model_dir)
+        if environment is not None:
+            fields["environment"] = environment.wire()
         path = main.path or model_dir
         with artifacts.prepared(path, ArtifactFormat(main.format), tar_name="model.tar") as art:
             mv = client._publish(
@@ -285,7 +296,30 @@ def _import_version(
                 prefer=sv.version,
                 annotations={ANNOTATION: ref},
             )
-    return ImportedVersion(ref, mv.metadata.name, "created", stage)
+    return ImportedVersion(
+        ref, mv.metadata.name, "created", stage, "; ".join(notes), skipped_requirements=skipped
+    )
+
+
+def _environment(model_dir: Path) -> tuple[envs.Environment | None, list[str], tuple[str, ...]]:
+    """The version's spec.environment from its model directory, the notes for its report line,
+    and the requirements left out. A directory whose files cannot give one imports without."""
+    files = environment_files(model_dir)
+    if not files:
+        return None, [], ()
+    try:
+        environment, skipped = envs.from_mlflow(files)
+    except InvalidArgument as e:
+        return None, [f"no environment recorded: {e}"], ()
+    notes = []
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (
+            f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        )
+        notes.append(
+            f"{len(skipped)} requirement(s) not pinned with == left out of the environment: {shown}"
+        )
+    return environment, notes, tuple(skipped)
 
 
 def _lineage(sv: SourceVersion) -> dict[str, str]:

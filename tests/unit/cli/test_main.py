@@ -4,8 +4,10 @@ output formats, exit codes, `error:` messages without tracebacks, and the promot
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,71 @@ def test_exit_codes_and_messages(env: tuple[Client, FakeKube], model_file: Path)
     assert r.code == 5
     assert "has no spec.storage" in r.err
     assert "Traceback" not in r.err
+
+
+def test_register_environment(
+    env: tuple[Client, FakeKube], model_file: Path, tmp_path: Path
+) -> None:
+    client, kube = env
+    req = tmp_path / "requirements.txt"
+    req.write_text("# pip freeze\nscikit-learn==1.3.0\nnumpy==1.26.4\n")
+    image = "ghcr.io/acme/train@sha256:" + "c" * 64
+    r = cli(
+        client,
+        "register",
+        "credit",
+        str(model_file),
+        "--requirements",
+        str(req),
+        "--python",
+        "3.11.7",
+        "--image",
+        image,
+        "--no-progress",
+    )
+    assert r.code == 0, r.err
+    assert kube.mv("credit-v1")["spec"]["environment"] == {
+        "python": "3.11.7",
+        "packages": ["numpy==1.26.4", "scikit-learn==1.3.0"],
+        "image": image,
+    }
+    assert f"environment: python 3.11.7, 2 package(s), image {image}" in r.err
+
+    r = cli(client, "register", "credit", str(model_file), "--capture-env", "--no-progress")
+    assert r.code == 0, r.err
+    captured = kube.mv("credit-v2")["spec"]["environment"]
+    assert captured["python"] == platform.python_version()
+    assert f"pydantic=={importlib.metadata.version('pydantic')}" in captured["packages"]
+
+
+def test_register_environment_errors(
+    env: tuple[Client, FakeKube], model_file: Path, tmp_path: Path
+) -> None:
+    client, kube = env
+    req = tmp_path / "requirements.txt"
+    req.write_text("numpy==1.26.4\npandas\n")
+    r = cli(client, "register", "credit", str(model_file), "--requirements", str(req))
+    assert r.code == 2
+    assert r.err.startswith(f"error: {req}: 1 requirement is not pinned to one version with ==")
+    assert "line 2 'pandas'" in r.err
+    assert "Traceback" not in r.err
+
+    r = cli(
+        client, "register", "credit", str(model_file), "--capture-env", "--requirements", str(req)
+    )
+    assert r.code == 2
+    assert "--requirements: not allowed with argument --capture-env" in r.err
+
+    r = cli(client, "register", "credit", str(model_file), "--image", "acme/train:latest")
+    assert r.code == 2
+    assert "error: image 'acme/train:latest' is not pinned by digest" in r.err
+    r = cli(client, "register", "credit", str(model_file), "--python", "3")
+    assert r.code == 2
+    assert "error: python version '3' is not a version" in r.err
+    r = cli(client, "register", "credit", str(model_file), "--requirements", str(tmp_path / "no"))
+    assert r.code == 2
+    assert "no such requirements file" in r.err
+    assert not [key for key in kube.objects if key[0] == "modelversions"]
 
 
 def test_promote_waits_and_archives_previous(

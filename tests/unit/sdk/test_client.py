@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +197,57 @@ def test_register_rejects_bad_input_before_uploading(
         client.register("credit", artifact, **kwargs)
     assert e.value.exit_code == errors.EXIT_USAGE
     assert st.objects == {}
+
+
+DIGEST_IMAGE = "registry.example.com/train@sha256:" + "b" * 64
+
+
+def test_register_records_the_environment(artifact: Path, tmp_path: Path) -> None:
+    client, kube, _, _ = standard()
+    req = tmp_path / "requirements.txt"
+    req.write_text("scikit-learn==1.3.0\nnumpy==1.26.4 # pinned\n")
+    client.register("credit", artifact, requirements=req, python="3.11.7", image=DIGEST_IMAGE)
+    assert kube.mv("credit-v1")["spec"]["environment"] == {
+        "python": "3.11.7",
+        "packages": ["numpy==1.26.4", "scikit-learn==1.3.0"],
+        "image": DIGEST_IMAGE,
+    }
+
+    mv = client.register("credit", artifact, environment="current")
+    env = kube.mv("credit-v2")["spec"]["environment"]
+    assert env["python"] == platform.python_version()
+    assert f"pydantic=={importlib.metadata.version('pydantic')}" in env["packages"]
+    assert mv.spec.environment is not None
+    assert mv.spec.environment.packages == env["packages"]
+
+    client.register("credit", artifact, environment={"packages": ["torch==2.1.0"]})
+    assert kube.mv("credit-v3")["spec"]["environment"] == {"packages": ["torch==2.1.0"]}
+
+    client.register("credit", artifact)
+    assert "environment" not in kube.mv("credit-v4")["spec"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"requirements": "REQ"}, "line 2 'pandas>=2'"),
+        ({"environment": "current", "requirements": "REQ"}, "not both"),
+        ({"image": "train:latest"}, "not pinned by digest"),
+        ({"python": "three"}, "is not a version"),
+        ({"environment": {"packages": ["numpy"]}}, "'numpy' is not NAME==VERSION"),
+    ],
+)
+def test_register_rejects_a_bad_environment_before_uploading(
+    artifact: Path, tmp_path: Path, kwargs: dict[str, Any], match: str
+) -> None:
+    client, kube, st, _ = standard()
+    req = tmp_path / "requirements.txt"
+    req.write_text("numpy==1.26.4\npandas>=2\n")
+    kwargs = {key: req if v == "REQ" else v for key, v in kwargs.items()}
+    with pytest.raises(errors.InvalidArgument, match=match):
+        client.register("credit", artifact, **kwargs)
+    assert st.objects == {}
+    assert not [key for key in kube.objects if key[0] == "modelversions"]
 
 
 def test_register_missing_path(tmp_path: Path) -> None:

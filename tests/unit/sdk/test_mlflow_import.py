@@ -40,9 +40,13 @@ def sv(
 
 
 class FakeSource:
-    def __init__(self, models: list[SourceModel]) -> None:
+    def __init__(
+        self, models: list[SourceModel], env_files: dict[int, dict[str, str]] | None = None
+    ) -> None:
         self._models = models
         self.downloads: list[int] = []
+        # version -> the environment files its model directory holds (MLflow writes them).
+        self.env_files = env_files or {}
 
     def models(self, names: list[str] | None = None) -> list[SourceModel]:
         return [m for m in self._models if not names or m.name in names]
@@ -54,6 +58,8 @@ class FakeSource:
             "flavors:\n  sklearn:\n    pickled_model: model.skops\n    serialization_format: skops\n"
         )
         (dest / "model.skops").write_bytes(f"weights-{version.version}".encode())
+        for name, text in self.env_files.get(version.version, {}).items():
+            (dest / name).write_text(text)
         return dest
 
 
@@ -136,6 +142,8 @@ def test_import_creates_model_and_versions_then_is_idempotent() -> None:
         "gitCommit": "abc123",
     }
     assert st.objects["s3://models/imported/credit-scoring/3/model.skops"] == b"weights-3"
+    # The fake's model directories hold no requirements.txt, python_env.yaml or conda.yaml.
+    assert "environment" not in v3["spec"]
 
     objects_before = dict(kube.objects)
     again = import_mlflow(
@@ -146,6 +154,55 @@ def test_import_creates_model_and_versions_then_is_idempotent() -> None:
     assert [v.action for v in again.versions] == ["exists"] * 4 + ["skipped"]
     assert kube.objects == objects_before
     assert src.downloads == [1, 2, 3, 4]
+
+
+PYTHON_ENV = (
+    "python: 3.10.12\nbuild_dependencies:\n- pip==23.0\n- setuptools==68.0.0\n- wheel==0.41.2\n"
+    "dependencies:\n- -r requirements.txt\n"
+)
+CONDA = (
+    "channels:\n- conda-forge\ndependencies:\n- python=3.9.18\n- pip<=23.0\n- pip:\n"
+    "  - mlflow==2.9.2\n  - xgboost==2.0.3\nname: mlflow-env\n"
+)
+
+
+def test_import_records_each_versions_environment() -> None:
+    client, kube, _, _ = standard()
+    src = FakeSource(
+        [SourceModel("Credit Scoring", "", {}, [sv(1), sv(2), sv(3), sv(4)])],
+        env_files={
+            1: {
+                "requirements.txt": "mlflow==2.9.2\ncloudpickle==2.2.1\nscikit-learn==1.3.0\n",
+                "python_env.yaml": PYTHON_ENV,
+                "conda.yaml": CONDA,
+            },
+            # Unpinned requirements (given to MLflow as bare names) are left out, and said so.
+            2: {"requirements.txt": "mlflow==2.9.2\nnumpy\npandas>=2.0\n"},
+            3: {"conda.yaml": CONDA},
+            4: {"python_env.yaml": "python: [3\n"},  # not YAML: imported without environment
+        },
+    )
+    report = import_mlflow(client, "file:///m", model_map={"Credit Scoring": "credit"}, source=src)  # type: ignore[arg-type]
+    assert [v.action for v in report.versions] == ["created"] * 4
+    assert kube.mv("credit-v1")["spec"]["environment"] == {
+        "python": "3.10.12",
+        "packages": ["cloudpickle==2.2.1", "mlflow==2.9.2", "scikit-learn==1.3.0"],
+    }
+    assert kube.mv("credit-v2")["spec"]["environment"] == {"packages": ["mlflow==2.9.2"]}
+    v2 = report.versions[1]
+    assert v2.skipped_requirements == ("numpy", "pandas>=2.0")
+    assert v2.detail == (
+        "2 requirement(s) not pinned with == left out of the environment: numpy, pandas>=2.0"
+    )
+    assert kube.mv("credit-v3")["spec"]["environment"] == {
+        "python": "3.9.18",
+        "packages": ["mlflow==2.9.2", "xgboost==2.0.3"],
+    }
+    assert report.versions[0].detail == report.versions[2].detail == ""
+    assert "environment" not in kube.mv("credit-v4")["spec"]
+    assert report.versions[3].detail.startswith(
+        "no environment recorded: python_env.yaml is not valid YAML"
+    )
 
 
 def test_import_into_existing_model_takes_free_numbers() -> None:

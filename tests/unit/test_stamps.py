@@ -1,4 +1,4 @@
-"""Who asked for a stage (modelreg.lifecycle.audit): each API-server stamp recorded once in
+"""Who asked for a stage (modelreg.lifecycle.stamps): each API-server stamp recorded once in
 status.history, refused requests included, nothing trusted half-way."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelreg.api.models import HistoryEntry, ModelVersion, Phase, Stage
-from modelreg.lifecycle import audit
+from modelreg.lifecycle import stamps
 from tests.unit.test_plan import NOW, model, run, version
 
 BY, AT, TO, WHY = (
@@ -85,20 +85,20 @@ def test_a_stamp_older_than_the_kept_history_was_answered_by_a_trimmed_entry() -
     mv = version(1, "Staging", status={"stage": "Staging", "phase": "Ready"})
     later = HistoryEntry(stage=Stage.STAGING, phase=Phase.READY, at="2026-11-23T23:59:59Z")
     old = stamped(mv, **asked(**{AT: "2026-11-23T23:00:00Z"}))
-    assert audit.unanswered(with_history(old, [later])) is None
+    assert stamps.unanswered(with_history(old, [later])) is None
     recent = stamped(mv, **asked(**{AT: "2026-11-23T23:59:40Z"}))  # within the clock slack
-    assert audit.unanswered(with_history(recent, [later])) is not None
+    assert stamps.unanswered(with_history(recent, [later])) is not None
 
 
 def test_stamps_that_cannot_be_read_are_not_trusted_half_way() -> None:
     mv = version(1, "Staging")
-    assert audit.stamp(stamped(mv, **asked(**{TO: "Prod"}))) is None
-    assert audit.stamp(stamped(mv, **asked(**{BY: ""}))) is None
-    assert audit.stamp(mv) is None
-    s = audit.stamp(stamped(mv, **asked(**{AT: "yesterday", WHY: "w" * 5000, BY: "u" * 300})))
+    assert stamps.stamp(stamped(mv, **asked(**{TO: "Prod"}))) is None
+    assert stamps.stamp(stamped(mv, **asked(**{BY: ""}))) is None
+    assert stamps.stamp(mv) is None
+    s = stamps.stamp(stamped(mv, **asked(**{AT: "yesterday", WHY: "w" * 5000, BY: "u" * 300})))
     assert s is not None
     assert (s.at, len(s.reason), len(s.by)) == ("", 1024, 253)
-    s = audit.stamp(stamped(mv, **asked(**{AT: "2026-11-24T01:00:00+01:00"})))
+    s = stamps.stamp(stamped(mv, **asked(**{AT: "2026-11-24T01:00:00+01:00"})))
     assert s is not None
     assert s.at == "2026-11-24T00:00:00Z"
 
@@ -109,7 +109,7 @@ def test_a_stamp_without_a_time_is_recorded_at_now_and_only_once() -> None:
     )
     h = run([mv]).version_status["m-v1"].history
     assert [(e.at, e.by) for e in h] == [(NOW, "alice")]
-    assert audit.unanswered(with_history(mv, h)) is None
+    assert stamps.unanswered(with_history(mv, h)) is None
 
 
 def test_entries_written_before_message_existed_read_as_the_operators_words() -> None:

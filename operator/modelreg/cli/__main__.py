@@ -1,0 +1,5 @@
+"""`python -m modelreg.cli`: the `modelreg` command."""
+
+from modelreg.cli.main import main
+
+main()
