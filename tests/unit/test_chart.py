@@ -74,6 +74,7 @@ CORE = ""  # the core API group, spelled "" in RBAC
 NAMESPACED_OPERATOR_RULES = (
     expand("modelreg.dev", "models modelversions", "get list watch")
     | expand("modelreg.dev", "models/status modelversions/status", "get patch update")
+    | {("modelreg.dev", "modelversions", "delete")}  # retention
     | expand("apps", "deployments", "get list watch create patch update delete")
     | expand(CORE, "services", "get list watch create patch update delete")
     | expand("discovery.k8s.io", "endpointslices", "list watch")

@@ -66,6 +66,10 @@ only, so the operator reads the one Secret a Model names and can never list them
 - apiGroups: [modelreg.dev]
   resources: [models/status, modelversions/status]
   verbs: [get, patch, update]
+# Retention (a Model's spec.retention): old Archived or Superseded versions are deleted.
+- apiGroups: [modelreg.dev]
+  resources: [modelversions]
+  verbs: [delete]
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, update, delete]

@@ -335,6 +335,19 @@ class Kube:
         meta: Body = self.api.sanitize_for_serialization(found.metadata)
         return {"metadata": meta}
 
+    def delete_version(self, namespace: str, name: str, uid: str) -> None:
+        """Delete a ModelVersion (retention): only that very object (a uid precondition)."""
+        with contextlib.suppress(NotFound):
+            self._do(
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "modelversions",
+                name,
+                body=_delete_options(uid),
+            )
+
     def delete_service(self, namespace: str, name: str, uid: str | None = None) -> None:
         with contextlib.suppress(NotFound):
             self._do(

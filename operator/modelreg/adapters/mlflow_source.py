@@ -29,6 +29,7 @@ __all__ = [
     "SourceVersion",
     "environment_files",
     "main_file",
+    "mlmodel_text",
 ]
 
 _PAGE = 200
@@ -255,3 +256,15 @@ def environment_files(model_dir: Path) -> dict[str, str]:
         except (OSError, UnicodeDecodeError):
             continue
     return out
+
+
+def mlmodel_text(model_dir: Path) -> str | None:
+    """The text of the model directory's `MLmodel` file (its flavors and `signature:` block);
+    None when it is missing, unreadable, not UTF-8 or larger than 1 MiB."""
+    path = model_dir / "MLmodel"
+    try:
+        if not path.is_file() or path.stat().st_size > _ENV_FILE_MAX:
+            return None
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None

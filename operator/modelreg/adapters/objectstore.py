@@ -320,6 +320,11 @@ class ObjectStore:
         expected = _normalize_sha256(expected_sha256)
         return await asyncio.to_thread(self._download, loc, Path(dest), expected, version_id)
 
+    async def delete(self, uri: str) -> None:
+        """Delete the object at `uri` (its current version); a missing object is no error."""
+        loc = S3Location.parse(uri)
+        await asyncio.to_thread(self._delete, loc)
+
     async def read(self, uri: str, max_bytes: int) -> tuple[bytes, Digest]:
         """The whole object at `uri` in memory, with its digest; TooLarge past `max_bytes`."""
         loc = S3Location.parse(uri)
@@ -380,6 +385,15 @@ class ObjectStore:
             etag=_etag(resp.get("ETag")),
             version_id=_version_id(resp.get("VersionId")),
         )
+
+    def _delete(self, loc: S3Location) -> None:
+        try:
+            self._client.delete_object(Bucket=loc.bucket, Key=loc.key)
+        except Exception as e:
+            try:
+                self._translate(e, loc, "delete")
+            except ObjectNotFound:
+                return
 
     def _read(self, loc: S3Location, max_bytes: int) -> tuple[bytes, Digest]:
         sink = _Bounded(max_bytes)

@@ -65,6 +65,13 @@ class MissingCredentials(AccessDenied):
 
 
 @dataclass(frozen=True)
+class StoredObject:
+    uri: str
+    size: int
+    modified: float  # epoch seconds
+
+
+@dataclass(frozen=True)
 class UploadResult:
     uri: str
     sha256: str
@@ -202,6 +209,34 @@ class Uploader:
         except Exception as e:
             self._translate(e, loc, "list")
         return int(resp.get("KeyCount", 0)) > 0
+
+    def list_under(self, prefix_uri: str, limit: int = 100_000) -> list[StoredObject]:
+        """Every object under the prefix (a directory) `prefix_uri`, paged, at most `limit`."""
+        loc = S3Location.parse_prefix(prefix_uri)
+        prefix = loc.key if loc.key.endswith("/") or not loc.key else loc.key + "/"
+        out: list[StoredObject] = []
+        token: str | None = None
+        while len(out) < limit:
+            kwargs: dict[str, Any] = {"Bucket": loc.bucket, "Prefix": prefix, "MaxKeys": 1000}
+            if token:
+                kwargs["ContinuationToken"] = token
+            try:
+                resp = self._client.list_objects_v2(**kwargs)
+            except Exception as e:
+                self._translate(e, loc, "list")
+            for item in resp.get("Contents", []) or []:
+                modified = item.get("LastModified")
+                out.append(
+                    StoredObject(
+                        uri=f"s3://{loc.bucket}/{item['Key']}",
+                        size=int(item.get("Size", 0)),
+                        modified=modified.timestamp() if modified is not None else 0.0,
+                    )
+                )
+            token = resp.get("NextContinuationToken")
+            if not resp.get("IsTruncated") or not token:
+                break
+        return out[:limit]
 
     def copy(self, src_uri: str, dst_uri: str) -> None:
         """Server-side copy (multipart for large objects); the bytes do not travel through here."""

@@ -182,6 +182,55 @@ class Promotion(_Wire):
     )
 
 
+class Retention(_Wire):
+    keep_archived: int = Field(
+        ge=0,
+        le=1000,
+        description="Keep the newest N versions that are Archived or Superseded; older ones are "
+        "deleted (never one that serves, holds Staging, or that an alias names).",
+    )
+    delete_artifacts: bool = Field(
+        default=False,
+        description="Also delete a deleted version's artifact from the store, unless a remaining "
+        "version references the same object. Off: artifacts stay (see `modelreg gc`).",
+    )
+
+
+class NotificationEvent(enum.StrEnum):
+    CREATED = "created"
+    VERIFIED = "verified"
+    BLOCKED = "blocked"
+    PROMOTED = "promoted"
+    SERVING = "serving"
+    FAILED = "failed"
+    ARCHIVED = "archived"
+
+
+class HmacSecretRef(_Wire):
+    name: DNSName = Field(description="A Secret in the Model's namespace.")
+    key: Annotated[str, StringConstraints(min_length=1, max_length=SHORT_STR)] = Field(
+        default="hmac-key", description="The key of the Secret holding the HMAC key."
+    )
+
+
+class Notification(_Wire):
+    url: Annotated[str, StringConstraints(min_length=8, max_length=URI_MAX)] = Field(
+        description="Receives CloudEvents 1.0 in binary HTTP mode: https://, or http:// to a host "
+        "the operator's notificationAllowedHosts lists."
+    )
+    events: list[NotificationEvent] = Field(
+        default_factory=list,
+        max_length=8,
+        description="The transitions sent (created, verified, blocked, promoted, serving, "
+        "failed, archived); all when empty.",
+    )
+    secret_ref: HmacSecretRef | None = Field(
+        default=None,
+        description="HMAC-SHA256 key: each request carries X-Modelreg-Signature: sha256=<hex> "
+        "over the body, the ce-id and the ce-time.",
+    )
+
+
 class Advisories(_Wire):
     uri: Annotated[str, StringConstraints(min_length=1, max_length=URI_MAX)] = Field(
         description="s3://bucket/key of an OSV-format advisory database in the Model's object "
@@ -281,6 +330,8 @@ class ModelSpec(_Wire):
         description="Where the operator reads the advisory database that versions' packages are "
         "audited against (overrides the operator's advisoryDatabase setting).",
     )
+    retention: Retention | None = None
+    notifications: list[Notification] = Field(default_factory=list, max_length=8)
 
 
 class Condition(_Wire):
@@ -290,6 +341,16 @@ class Condition(_Wire):
     message: Annotated[str, StringConstraints(max_length=LONG_STR)] = ""
     observed_generation: int | None = None
     last_transition_time: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class DeliveryStatus(_Wire):
+    url: Annotated[str, StringConstraints(max_length=URI_MAX)]
+    delivered: int = Field(default=0, description="Events this operator delivered.")
+    failed: int = Field(default=0, description="Events dropped after their last retry.")
+    pending: int = Field(default=0, description="Events waiting (bounded queue).")
+    last_event: Annotated[str, StringConstraints(max_length=256)] | None = None
+    last_success: Annotated[str, StringConstraints(max_length=64)] | None = None
+    last_error: Annotated[str, StringConstraints(max_length=1024)] | None = None
 
 
 class ModelStatus(_Wire):
@@ -310,6 +371,7 @@ class ModelStatus(_Wire):
             "Service and its Deployment are removed."
         ),
     )
+    notifications: list[DeliveryStatus] = Field(default_factory=list, max_length=8)
     conditions: list[Condition] = Field(default_factory=list, max_length=LIST_MAX)
 
 
@@ -350,6 +412,37 @@ class Environment(_Wire):
     ) = Field(default=None, description="The training image, by digest (name@sha256:...).")
 
 
+class Datatype(enum.StrEnum):
+    """The Open Inference Protocol v2 tensor datatypes."""
+
+    BOOL = "BOOL"
+    UINT8 = "UINT8"
+    UINT16 = "UINT16"
+    UINT32 = "UINT32"
+    UINT64 = "UINT64"
+    INT8 = "INT8"
+    INT16 = "INT16"
+    INT32 = "INT32"
+    INT64 = "INT64"
+    FP16 = "FP16"
+    FP32 = "FP32"
+    FP64 = "FP64"
+    BYTES = "BYTES"
+
+
+class TensorSpec(_Wire):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=SHORT_STR)]
+    datatype: Datatype
+    shape: list[Annotated[int, Field(ge=-1)]] = Field(
+        default_factory=list, max_length=16, description="-1 for a dimension of any size."
+    )
+
+
+class Signature(_Wire):
+    inputs: list[TensorSpec] = Field(default_factory=list, max_length=LIST_MAX)
+    outputs: list[TensorSpec] = Field(default_factory=list, max_length=LIST_MAX)
+
+
 class ModelVersionSpec(_Wire):
     model: DNSName = Field(description="The Model in the same namespace.")
     version: int = Field(ge=1, le=1_000_000, description="Version number, unique per Model.")
@@ -363,6 +456,11 @@ class ModelVersionSpec(_Wire):
     environment: Environment | None = Field(
         default=None,
         description="Python, packages and image the model was trained with; immutable once set.",
+    )
+    signature: Signature | None = Field(
+        default=None,
+        description="The model's inputs and outputs (v2 name, datatype, shape), captured at "
+        "register from ONNX or from MLflow's MLmodel; the runtime's metadata endpoint reports it.",
     )
 
 

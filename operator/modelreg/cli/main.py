@@ -19,9 +19,10 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, Literal, NoReturn, TextIO
 
 import yaml
 
@@ -29,6 +30,7 @@ from modelreg import __version__
 from modelreg.api.models import Phase, Stage
 from modelreg.cli import output
 from modelreg.cli.progress import ProgressBar
+from modelreg.sdk import signature as sigs
 from modelreg.sdk.client import Client, is_uri_ref, parse_stage, parse_version_ref
 from modelreg.sdk.errors import (
     EXIT_ERROR,
@@ -200,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--python", metavar="X.Y.Z", help="the Python version trained with")
     g.add_argument("--image", metavar="NAME@sha256:DIGEST", help="the training image, by digest")
+    g = p.add_argument_group(
+        "signature (spec.signature: the inputs and outputs the model server reports; read from "
+        "the graph of an ONNX file unless one of these is given)"
+    )
+    signature = g.add_mutually_exclusive_group()
+    signature.add_argument(
+        "--signature",
+        metavar="FILE",
+        help='JSON or YAML {"inputs": [{"name", "datatype", "shape"}], "outputs": [...]}',
+    )
+    signature.add_argument(
+        "--no-signature", action="store_true", help="record no signature, not even from ONNX"
+    )
 
     p = cmd("list", "list model versions (of one model, or of the namespace), filtered")
     p.add_argument("model", metavar="MODEL", nargs="?")
@@ -265,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("versions", metavar="VERSION", nargs="*", type=_version_arg)
     p.add_argument("--plot", metavar="FILE.png", help="also draw the metrics to this file")
+
+    p = cmd("gc", "orphaned artifacts under a model's storage prefix (no version references them)")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--dry-run", action="store_true", help="report them; delete nothing")
+    p.add_argument(
+        "--min-age",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="skip objects newer than this (a registration in flight; default 3600)",
+    )
 
     p = cmd("download", "fetch a version's artifact, checked against its sha256")
     ref(p, "a version (MODEL-vN, MODEL@ALIAS, models:/MODEL/N)")
@@ -373,24 +399,32 @@ class App:
         if a.metrics_file:
             metrics.update(_read_metrics(Path(a.metrics_file)))
         metrics.update(dict(a.metric))
+        signature: sigs.Signature | Literal["auto"] | None = "auto"
+        if a.no_signature:
+            signature = None
+        elif a.signature:
+            signature = _read_signature(Path(a.signature))
         bar = ProgressBar(f"uploading {Path(a.path).name}", self.err, enabled=not a.no_progress)
-        mv = self.client.register(
-            a.model,
-            a.path,
-            metrics=metrics,
-            params=dict(a.param),
-            lineage=dict(a.lineage),
-            framework=a.framework,
-            format=a.format,
-            stage=a.stage,
-            description=a.description,
-            version=a.pin,
-            progress=bar,
-            environment="current" if a.capture_env else None,
-            requirements=a.requirements,
-            python=a.python,
-            image=a.image,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", sigs.SignatureWarning)
+            mv = self.client.register(
+                a.model,
+                a.path,
+                metrics=metrics,
+                params=dict(a.param),
+                lineage=dict(a.lineage),
+                framework=a.framework,
+                format=a.format,
+                stage=a.stage,
+                description=a.description,
+                version=a.pin,
+                progress=bar,
+                environment="current" if a.capture_env else None,
+                requirements=a.requirements,
+                python=a.python,
+                image=a.image,
+                signature=signature,
+            )
         bar.done()
         env = mv.spec.environment
         if env is not None:
@@ -398,6 +432,13 @@ class App:
             recorded += [f"{len(env.packages)} package(s)"] if env.packages else []
             recorded += [f"image {env.image}"] if env.image else []
             self.note(f"environment: {', '.join(recorded)}")
+        for w in caught:
+            if issubclass(w.category, sigs.SignatureWarning):
+                self.note(f"signature: {w.message}")
+            else:  # not ours: shown as it would have been
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        if mv.spec.signature is not None:
+            self.note(f"signature: {sigs.summary(mv.spec.signature)}")
         if a.wait:
             stage = parse_stage(a.stage) if a.stage else Stage.NONE
             if stage == Stage.PRODUCTION:
@@ -571,6 +612,12 @@ class App:
             self.note(f"wrote {path}")
         return EXIT_OK
 
+    def gc(self) -> int:
+        a = self.args
+        report = self.client.gc(a.model, dry_run=a.dry_run, min_age_seconds=a.min_age)
+        self.emit(output.gc_data(report), output.gc_text(report, a.dry_run))
+        return EXIT_OK
+
     def download(self) -> int:
         name, version = self.version_ref()
         path = self.client.download(name, version, self.args.dest)
@@ -708,6 +755,15 @@ def _serve(argv: list[str], err: TextIO) -> int:
         )
         return EXIT_ERROR
     return int(runtime_main(argv) or 0)
+
+
+def _read_signature(path: Path) -> sigs.Signature:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise InvalidArgument(f"--signature: cannot read {path}: {why}") from e
+    return sigs.parse(text, source=str(path))
 
 
 def _read_metrics(path: Path) -> dict[str, float]:

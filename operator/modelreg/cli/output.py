@@ -16,7 +16,7 @@ import yaml
 
 from modelreg.api.models import Model, ModelVersion, Stage
 from modelreg.lifecycle import aliases as alias_rules
-from modelreg.sdk.client import Comparison, HistoryRecord, VerifyReport
+from modelreg.sdk.client import Comparison, GcReport, HistoryRecord, VerifyReport
 
 NONE = "<none>"
 
@@ -365,3 +365,37 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def gc_data(r: GcReport) -> dict[str, Any]:
+    return {
+        "model": r.model,
+        "prefix": r.prefix,
+        "scanned": r.scanned,
+        "orphans": [{"uri": o.uri, "size": o.size} for o in r.orphans],
+        "young": r.young,
+        "deleted": r.deleted,
+    }
+
+
+def gc_text(r: GcReport, dry_run: bool) -> str:
+    lines = []
+    if r.orphans:
+        now = datetime.now(UTC)
+        rows = [
+            (
+                o.uri,
+                human_bytes(o.size),
+                age(datetime.fromtimestamp(o.modified, UTC).isoformat(), now),
+            )
+            for o in r.orphans
+        ]
+        lines.append(table(["orphaned artifact", "size", "age"], rows))
+    total = human_bytes(sum(o.size for o in r.orphans))
+    verb = "would delete" if dry_run else "deleted"
+    count = len(r.orphans) if dry_run else len(r.deleted)
+    lines.append(
+        f"{r.prefix}: {r.scanned} objects, {len(r.orphans)} referenced by no version ({total}); "
+        f"{verb} {count}" + (f"; {r.young} newer than --min-age left alone" if r.young else "")
+    )
+    return "\n".join(lines)

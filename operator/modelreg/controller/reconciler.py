@@ -25,11 +25,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelreg.adapters import kube as k8s
+from modelreg.adapters import objectstore as store
 from modelreg.api.models import Model, ModelStatus, ModelVersion, Phase
 from modelreg.controller import metrics
 from modelreg.controller.auditor import Auditor
 from modelreg.controller.verifier import Verifier
-from modelreg.lifecycle import builders, naming
+from modelreg.lifecycle import builders, naming, retention
 from modelreg.lifecycle import plan as lifecycle
 from modelreg.lifecycle.patch import merge_patch
 from modelreg.settings import OperatorSettings
@@ -155,6 +156,8 @@ class Reconciler:
     # uids of the children this operator deleted that the cache may still show (the watch lags):
     # planning on one would switch production to a Deployment that is gone.
     _gone: dict[ModelKey, set[str]] = field(default_factory=dict)
+    # uids of the versions retention deleted that the cache may still show: deleted once.
+    _retiring: set[str] = field(default_factory=set)
     verifier: Verifier | None = None
     auditor: Auditor | None = None
     on_pass: Callable[[ModelKey], None] | None = None
@@ -577,6 +580,67 @@ class Reconciler:
                 self._delete(key, kube.delete_deployment, name, result.delete_uids.get(name))
             )
         await _all(removals)
+        if model is not None:
+            await _all([self._retire(model, d) for d in result.delete_versions])
+
+    async def _retire(self, model: Model, d: retention.Deletion) -> None:
+        """Retention: delete one old version (that very object), then its artifact; each an
+        Event on the Model. A failure is a Warning and the next pass tries again."""
+        if d.uid in self._retiring:
+            return
+        self._retiring.add(d.uid)
+        ns, name = model.metadata.namespace, model.metadata.name
+        keep = model.spec.retention.keep_archived if model.spec.retention else 0
+
+        def event(type_: str, reason: str, message: str) -> lifecycle.Event:
+            return lifecycle.Event("Model", name, model.metadata.uid, type_, reason, message)
+
+        try:
+            await self.kube.call(self.kube.delete_version, ns, d.name, d.uid)
+        except k8s.KubeError as e:
+            self._retiring.discard(d.uid)
+            await self._post(ns, event("Warning", "RetentionFailed", f"deleting {d.name}: {e}"))
+            return
+        log.info("retention: deleted %s/%s (%s)", ns, d.name, d.phase.value)
+        await self._post(
+            ns,
+            event(
+                "Normal",
+                "VersionDeleted",
+                f"retention keeps the newest {keep} Archived or Superseded versions: deleted "
+                f"{d.name} ({d.phase.value})",
+            ),
+        )
+        if d.artifact is None:
+            return
+        assert self.verifier is not None
+        problem = None
+        creds = await self.verifier.credentials(model)
+        if isinstance(creds, lifecycle.ArtifactVerdict):
+            problem = creds.message
+        elif model.spec.storage is not None:
+            config = store.StoreConfig(
+                model.spec.storage.endpoint, model.spec.storage.region, creds[0], creds[1]
+            )
+            try:
+                await (await self.verifier.store_client(config)).delete(d.artifact)
+            except store.StoreError as e:
+                problem = str(e)
+        if problem is not None:
+            await self._post(
+                ns,
+                event(
+                    "Warning",
+                    "ArtifactNotDeleted",
+                    f"{d.artifact} of {d.name} stays in the store ({problem}); "
+                    "`modelreg gc` lists it",
+                ),
+            )
+            return
+        log.info("retention: deleted artifact %s of %s/%s", d.artifact, ns, d.name)
+        await self._post(
+            ns, event("Normal", "ArtifactDeleted", f"deleted {d.artifact} of {d.name}")
+        )
 
     async def _delete(
         self, key: ModelKey, delete: Callable[..., None], name: str, uid: str | None
@@ -676,6 +740,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str, uid: str = "") -> None:
         """A ModelVersion is gone: drop what was kept about it."""
         self._written.pop(uid, None)
+        self._retiring.discard(uid)
         self._rolling_since.pop(uid, None)
         self._forget_events(uid)
         if self.verifier is not None:

@@ -41,7 +41,16 @@ from modelreg.api.models import (
     ServingStatus,
     Stage,
 )
-from modelreg.lifecycle import advisories, aliases, builders, conditions, gates, naming, stamps
+from modelreg.lifecycle import (
+    advisories,
+    aliases,
+    builders,
+    conditions,
+    gates,
+    naming,
+    retention,
+    stamps,
+)
 
 Body = dict[str, Any]
 
@@ -246,6 +255,8 @@ class Plan:
     adopt: dict[str, str] = field(default_factory=dict)
     # Plan again after this many seconds even if nothing changes (a grace period ends).
     wake_after: float | None = None
+    # Versions (and artifacts) the Model's spec.retention deletes.
+    delete_versions: list[retention.Deletion] = field(default_factory=list)
 
 
 def deployment_state(body: Body) -> DeploymentState:
@@ -697,6 +708,8 @@ def plan(
             cluster_domain,
         )
         out.events.extend(model_events)
+    protected = {n for n in (shown, serving, current, candidate.n if candidate else None) if n}
+    out.delete_versions = retention.plan(model, live, protected)
     return out
 
 

@@ -60,6 +60,7 @@ from modelreg.lifecycle import aliases as alias_rules
 from modelreg.sdk import artifacts
 from modelreg.sdk import environment as envs
 from modelreg.sdk import search as find
+from modelreg.sdk import signature as sigs
 from modelreg.sdk.errors import (
     AlreadyExists,
     ArtifactNotFound,
@@ -113,6 +114,7 @@ class ArtifactStore(Protocol):
         if_none_match: bool = False,
     ) -> up.UploadResult: ...
     def any_under(self, prefix_uri: str) -> bool: ...
+    def list_under(self, prefix_uri: str) -> builtins.list[up.StoredObject]: ...
     def copy(self, src_uri: str, dst_uri: str) -> None: ...
     def delete(self, uri: str) -> None: ...
     def sha256(self, uri: str) -> store.Digest: ...
@@ -182,6 +184,9 @@ class _S3Store:
 
     def any_under(self, prefix_uri: str) -> bool:
         return self._uploader.any_under(prefix_uri)
+
+    def list_under(self, prefix_uri: str) -> builtins.list[up.StoredObject]:
+        return self._uploader.list_under(prefix_uri)
 
     def copy(self, src_uri: str, dst_uri: str) -> None:
         self._uploader.copy(src_uri, dst_uri)
@@ -259,6 +264,18 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return self.expected_sha256.lower() == self.actual_sha256.lower()
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """Objects under a Model's storage prefix that no version references (`modelreg gc`)."""
+
+    model: str
+    prefix: str
+    scanned: int
+    orphans: list[up.StoredObject]
+    young: int  # unreferenced, but newer than the minimum age (a registration in flight)
+    deleted: list[str]
 
 
 @dataclass(frozen=True)
@@ -452,6 +469,7 @@ class Client:
         requirements: str | os.PathLike[str] | None = None,
         python: str | None = None,
         image: str | None = None,
+        signature: sigs.Signature | Mapping[str, Any] | Literal["auto"] | None = "auto",
     ) -> ModelVersion:
         """Upload the artifact at `path` and create `<model>-v<N>` with the next free N.
 
@@ -467,9 +485,16 @@ class Client:
           (see `modelreg.sdk.environment.from_requirements`); not together with `environment`;
         - `python` ("3.11.7") and `image` (the training image, `name@sha256:<digest>`) fill in
           the fields `environment` leaves empty (a different value than it gives is an error).
+
+        The model's inputs and outputs become `spec.signature` (the model server's metadata
+        endpoint reports them): `signature` is a `Signature` (or a mapping of it, see
+        `modelreg.sdk.signature.parse`), None for none, or "auto" (the default): read from the
+        graph of an ONNX file, none for other formats and directories. "auto" never fails the
+        registration: what it cannot capture is a `modelreg.sdk.signature.SignatureWarning`.
         All of it is checked before anything is uploaded (InvalidArgument).
         """
         env = envs.resolve(environment, requirements=requirements, python=python, image=image)
+        sig = sigs.given(signature)
         mdl = self.get_model(model)
         fields = self._spec_fields(
             metrics=metrics,
@@ -482,6 +507,10 @@ class Client:
         if env is not None:
             fields["environment"] = env.wire()
         with artifacts.prepared(path, format) as art:
+            if isinstance(signature, str) and signature == "auto":
+                sig = sigs.auto(Path(path).expanduser(), art.format)
+            if sig is not None:
+                fields["signature"] = sig.wire()
             return self._publish(
                 mdl,
                 art,
@@ -1015,6 +1044,50 @@ class Client:
             mv.spec.artifact.sha256,
             digest.sha256,
             digest.size,
+        )
+
+    def gc(self, model: str, *, dry_run: bool = True, min_age_seconds: float = 3600.0) -> GcReport:
+        """Orphaned artifacts under `model`'s storage prefix: objects that no ModelVersion of
+        this namespace references (nor a Model's spec.advisories), older than
+        `min_age_seconds` (a registration uploads before it creates its version). With
+        `dry_run=False` they are deleted."""
+        if min_age_seconds < 0:
+            raise InvalidArgument("min_age_seconds must be >= 0")
+        mdl = self.get_model(model)
+        storage = mdl.spec.storage
+        if storage is None:
+            raise PreconditionFailed(
+                f"model {model!r} has no spec.storage: there is nothing to scan"
+            )
+        # Every version of the namespace: another Model's prefix may lie under this one.
+        referenced = {mv.spec.artifact.uri for mv in self.list(None)}
+        referenced |= {m.spec.advisories.uri for m in self.list_models() if m.spec.advisories}
+        st = self._store_factory(self._store_config(mdl))
+        try:
+            try:
+                objects = st.list_under(storage.uri)
+            except store.StoreError as e:
+                raise _store_error(e) from e
+            now = time.time()
+            unreferenced = [o for o in objects if o.uri not in referenced]
+            orphans = [o for o in unreferenced if now - o.modified >= min_age_seconds]
+            deleted: builtins.list[str] = []
+            if not dry_run:
+                for o in orphans:
+                    try:
+                        st.delete(o.uri)
+                    except store.StoreError as e:
+                        raise _store_error(e) from e
+                    deleted.append(o.uri)
+        finally:
+            st.close()
+        return GcReport(
+            model=model,
+            prefix=storage.uri,
+            scanned=len(objects),
+            orphans=orphans,
+            young=len(unreferenced) - len(orphans),
+            deleted=deleted,
         )
 
     def download(

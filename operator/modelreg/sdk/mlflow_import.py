@@ -18,6 +18,10 @@ The mapping:
   (Python version and pinned packages, see `modelreg.sdk.environment.from_mlflow`): a requirement
   not pinned with `==` is left out, and the version's report line says which; a version whose
   directory has none of these files gets no environment.
+- the `signature:` block of the model directory's MLmodel as spec.signature (see
+  `modelreg.sdk.signature.from_mlflow`); without one, an ONNX model's graph. Tensors with no v2
+  datatype are left out, and a signature that cannot be read is not recorded; the version's
+  report line says so either way.
 
 Idempotent: every imported version carries the annotation `modelreg.dev/mlflow-version` =
 `<registered name>/<N>`, and a version already carrying it is skipped, so a second run creates
@@ -35,12 +39,14 @@ from typing import TYPE_CHECKING
 
 from modelreg.adapters import kube as k
 from modelreg.adapters.mlflow_source import (
+    MainFile,
     MlflowSource,
     MlflowSourceError,
     SourceModel,
     SourceVersion,
     environment_files,
     main_file,
+    mlmodel_text,
 )
 from modelreg.api.models import (
     LONG_STR,
@@ -58,6 +64,7 @@ from modelreg.api.models import (
 from modelreg.lifecycle import aliases as alias_rules
 from modelreg.sdk import artifacts
 from modelreg.sdk import environment as envs
+from modelreg.sdk import signature as sigs
 from modelreg.sdk.client import parse_version_ref
 from modelreg.sdk.errors import (
     InvalidArgument,
@@ -287,6 +294,10 @@ def _import_version(
         environment, notes, skipped = _environment(model_dir)
         if environment is not None:
             fields["environment"] = environment.wire()
+        signature, signature_notes = _signature(model_dir, main)
+        if signature is not None:
+            fields["signature"] = signature.wire()
+        notes += signature_notes
         path = main.path or model_dir
         with artifacts.prepared(path, ArtifactFormat(main.format), tar_name="model.tar") as art:
             mv = client._publish(
@@ -320,6 +331,21 @@ def _environment(model_dir: Path) -> tuple[envs.Environment | None, list[str], t
             f"{len(skipped)} requirement(s) not pinned with == left out of the environment: {shown}"
         )
     return environment, notes, tuple(skipped)
+
+
+def _signature(model_dir: Path, main: MainFile) -> tuple[sigs.Signature | None, list[str]]:
+    """The version's spec.signature: MLmodel's `signature:` block, else the graph of an ONNX main
+    file; and the notes for its report line. A signature that cannot be read imports without."""
+    text = mlmodel_text(model_dir)
+    try:
+        captured = sigs.from_mlflow(text) if text is not None else None
+        if captured is None and main.format == ArtifactFormat.ONNX and main.path is not None:
+            captured = sigs.from_onnx(main.path)
+    except InvalidArgument as e:
+        return None, [f"no signature recorded: {e}"]
+    if captured is None:
+        return None, []
+    return captured.signature, [f"signature: {note}" for note in captured.notes]
 
 
 def _lineage(sv: SourceVersion) -> dict[str, str]:

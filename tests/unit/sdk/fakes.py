@@ -9,13 +9,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modelreg.adapters import kube as k
 from modelreg.adapters import objectstore as store
-from modelreg.adapters.upload import ObjectExists, UploadResult
+from modelreg.adapters.upload import ObjectExists, StoredObject, UploadResult
 from modelreg.sdk.client import Client
 
 Body = dict[str, Any]
@@ -149,6 +150,7 @@ class FakeStore:
         self.uploads: list[str] = []
         self.before_upload: Callable[[str], None] | None = None
         self.downloads: list[tuple[str, str | None]] = []
+        self.modified: dict[str, float] = {}  # upload times; objects put directly are old
 
     def __call__(self, config: store.StoreConfig) -> FakeStore:
         self.configs.append(config)
@@ -173,12 +175,20 @@ class FakeStore:
             raise ObjectExists(f"put {uri}: an object already exists at this key")
         self.uploads.append(uri)
         self.objects[uri] = data
+        self.modified[uri] = time.time()
         if progress:
             progress(len(data))
         return UploadResult(uri, hashlib.sha256(data).hexdigest(), len(data), "etag", 1)
 
     def any_under(self, prefix_uri: str) -> bool:
         return any(u.startswith(prefix_uri) for u in self.objects)
+
+    def list_under(self, prefix_uri: str) -> list[StoredObject]:
+        return [
+            StoredObject(u, len(b), self.modified.get(u, 0.0))
+            for u, b in sorted(self.objects.items())
+            if u.startswith(prefix_uri)
+        ]
 
     def copy(self, src_uri: str, dst_uri: str) -> None:
         if src_uri not in self.objects:
