@@ -110,6 +110,15 @@ class OperatorSettings(BaseSettings):
             "cloud metadata addresses are refused whatever this says."
         ),
     )
+    notification_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Hosts a Model's spec.notifications may reach over plain http:// ('host', "
+            "'host:port' or '*.suffix'; JSON list in the environment); none when empty. https:// "
+            "URLs need no entry. Link-local and cloud metadata addresses are refused whatever "
+            "this says."
+        ),
+    )
     artifact_confirm_seconds: float = Field(
         default=3600.0,
         gt=0,

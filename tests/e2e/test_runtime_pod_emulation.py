@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import signal
 import socket
 import subprocess
@@ -326,3 +327,56 @@ def test_the_pod_fetches_the_verified_version_of_an_overwritten_object(
         pod.stop()
     (loaded,) = [p for p in pod.model_dir.iterdir() if p.is_file()]
     assert loaded.read_bytes() == model_bytes
+
+
+def _v2_tensor(meta: Any) -> dict[str, Any]:
+    """onnxruntime's own view of a graph tensor, in v2 terms (the oracle for the capture)."""
+    types = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(double)": "FP64"}
+    shape = [d if isinstance(d, int) else -1 for d in meta.shape]
+    return {"name": meta.name, "datatype": types[meta.type], "shape": shape}
+
+
+def test_the_signature_is_captured_at_register_and_reported_by_the_runtime(
+    kubectl: Kubectl,
+    kubeconfig: str,
+    namespace: str,
+    s3: S3,
+    s3_secret: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    """`modelreg register` reads the ONNX graph's inputs and outputs into spec.signature; the
+    operator hands it to the serving container (MODELREG_SIGNATURE), and the runtime started from
+    that container answers the v2 metadata request with it."""
+    from tests.e2e.test_cli import Cli
+
+    model_bytes, _ = _onnx_iris()
+    path = tmp_path / "iris.onnx"
+    path.write_bytes(model_bytes)
+    reg = Registry(kubectl=kubectl, namespace=namespace, s3=s3, secret=s3_secret)
+    reg.model("iris")
+    cli = Cli(kubeconfig, namespace, s3)
+    r = cli("register", "iris", str(path), "--stage", "Production", "--no-progress")
+    assert r.code == 0, r.err
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    expected = {
+        "inputs": [_v2_tensor(t) for t in session.get_inputs()],
+        "outputs": [_v2_tensor(t) for t in session.get_outputs()],
+    }
+    assert "signature: 1 input(s), 2 output(s)" in r.err, r.err
+    assert (kubectl.get("mv", "iris-v1", namespace) or {})["spec"]["signature"] == expected
+    reg.wait_phase("iris", 1, "Serving", timeout=120)
+    (container,) = [
+        c
+        for c in reg.deployments("iris")["iris-v1"]["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "model"
+    ]
+    env = _resolve_env(kubectl, namespace, container)
+    assert json.loads(env["MODELREG_SIGNATURE"]) == expected
+    pod = Pod(container, env, tmp_path).start()
+    try:
+        pod.wait_ready()
+        meta = httpx.get(f"http://127.0.0.1:{pod.port}/v2/models/iris", timeout=5).json()
+        assert (meta["inputs"], meta["outputs"]) == (expected["inputs"], expected["outputs"])
+    finally:
+        pod.stop()

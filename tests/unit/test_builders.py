@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from modelreg.api.models import Model, ModelVersion
 from modelreg.lifecycle import builders, naming
@@ -181,3 +182,62 @@ def test_reserved_env_names_are_matched_without_regard_to_case() -> None:
         assert is_reserved_env(name), name
     for name in ("MODELREG", "AWS_REGION", "AWS_DEFAULT_REGION", "MY_MODELREG_X", "HTTP_PROXY"):
         assert not is_reserved_env(name), name
+
+
+SIGNATURE = {
+    "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
+    "outputs": [
+        {"name": "label", "datatype": "INT64", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+    ],
+}
+
+
+def _signed(n: int = 3) -> ModelVersion:
+    mv = _mv(n)
+    return ModelVersion.model_validate(
+        {**mv.wire(), "spec": {**mv.spec.wire(), "signature": SIGNATURE}}
+    )
+
+
+def _env_of(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (c,) = d["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in c["env"]}
+
+
+def test_signature_env_only_when_the_version_has_one() -> None:
+    signed = builders.build_deployment(_model(), _signed(), DEFAULTS)
+    env = _env_of(signed)
+    value = env["MODELREG_SIGNATURE"]["value"]
+    assert isinstance(value, str)
+    assert json.loads(value) == SIGNATURE
+    assert " " not in value  # compact
+    assert value == builders.signature_json(_signed())
+
+    unsigned = builders.build_deployment(_model(), _mv(), DEFAULTS)
+    assert "MODELREG_SIGNATURE" not in _env_of(unsigned)
+    assert builders.signature_json(_mv()) == ""
+    # The signature is part of the pod spec: a new one rolls the Deployment.
+    assert (
+        signed["metadata"]["annotations"][naming.SPEC_HASH]
+        != unsigned["metadata"]["annotations"][naming.SPEC_HASH]
+    )
+
+
+def test_signature_env_is_for_the_builtin_runtime_only() -> None:
+    for runtime in ("mlserver", "custom"):
+        d = builders.build_deployment(_model(runtime=runtime), _signed(), DEFAULTS)
+        assert "MODELREG_SIGNATURE" not in _env_of(d), runtime
+
+
+def test_a_models_env_cannot_set_the_signature() -> None:
+    forged = [
+        {"name": "MODELREG_SIGNATURE", "value": '{"inputs": []}'},
+        {"name": "modelreg_signature", "value": '{"inputs": []}'},
+    ]
+    env = _env_of(builders.build_deployment(_model(env=forged), _signed(), DEFAULTS))
+    assert "modelreg_signature" not in env
+    assert json.loads(env["MODELREG_SIGNATURE"]["value"]) == SIGNATURE
+    env = _env_of(builders.build_deployment(_model(env=forged), _mv(), DEFAULTS))
+    assert "MODELREG_SIGNATURE" not in env
+    assert "modelreg_signature" not in env

@@ -26,11 +26,12 @@ from pydantic import ValidationError
 
 from modelreg.adapters import kube as k8s
 from modelreg.adapters import objectstore as store
-from modelreg.api.models import Model, ModelStatus, ModelVersion, Phase
+from modelreg.api.models import Model, ModelStatus, ModelVersion, ModelVersionStatus, Phase
 from modelreg.controller import metrics
 from modelreg.controller.auditor import Auditor
+from modelreg.controller.notifier import Notifier
 from modelreg.controller.verifier import Verifier
-from modelreg.lifecycle import builders, naming, retention
+from modelreg.lifecycle import builders, naming, notify, retention
 from modelreg.lifecycle import plan as lifecycle
 from modelreg.lifecycle.patch import merge_patch
 from modelreg.settings import OperatorSettings
@@ -160,6 +161,7 @@ class Reconciler:
     _retiring: set[str] = field(default_factory=set)
     verifier: Verifier | None = None
     auditor: Auditor | None = None
+    notifier: Notifier | None = None
     on_pass: Callable[[ModelKey], None] | None = None
 
     def __post_init__(self) -> None:
@@ -181,6 +183,8 @@ class Reconciler:
             )
         if self.auditor is None:
             self.auditor = Auditor(self.settings, self.verifier, lambda key: self.kick(*key))
+        if self.notifier is None:
+            self.notifier = Notifier(self.kube, self.settings, lambda key: self.kick(*key))
 
     async def close(self) -> None:
         for slot in self._slots.values():
@@ -192,6 +196,8 @@ class Reconciler:
             await self.auditor.close()
         if self.verifier is not None:
             await self.verifier.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):
@@ -537,22 +543,17 @@ class Reconciler:
         kube = self.kube
         # Statuses are independent of each other: written concurrently, as are the removals.
         by_name = {mv.metadata.name: mv for mv in versions}
-        writes = []
+        writes: list[Coroutine[Any, Any, Any]] = []
         for name, status in result.version_status.items():
             mv = by_name[name]
             self._track_promotion(mv, status.phase)
-            writes.append(
-                self._write_status(
-                    "modelversions",
-                    mv.metadata.name,
-                    namespace,
-                    mv.metadata.uid,
-                    mv.metadata.resource_version,
-                    mv.status.wire(),
-                    status.wire(),
-                )
-            )
-        if model is not None and result.model_status is not None:
+            writes.append(self._write_version(key, model, mv, status))
+        model_status = result.model_status
+        if model is not None and self.notifier is not None:
+            # The webhook figures ride on the Model's status write (notifier kicks are throttled).
+            figures = self.notifier.deliveries(key, model)
+            model_status = notify.with_deliveries(model_status, model.status, figures)
+        if model is not None and model_status is not None:
             writes.append(
                 self._write_status(
                     "models",
@@ -561,7 +562,7 @@ class Reconciler:
                     model.metadata.uid,
                     model.metadata.resource_version,
                     model.status.wire(),
-                    result.model_status.wire(),
+                    model_status.wire(),
                 )
             )
         await _all(writes)
@@ -651,22 +652,42 @@ class Reconciler:
         if uid:
             self._gone.setdefault(key, set()).add(uid)
 
+    async def _write_version(
+        self, key: ModelKey, model: Model | None, mv: ModelVersion, status: ModelVersionStatus
+    ) -> None:
+        """Write a version's status; once written, queue the webhook events of its change (so an
+        event's id and time are those of a status that exists)."""
+        written = await self._write_status(
+            "modelversions",
+            mv.metadata.name,
+            key[0],
+            mv.metadata.uid,
+            mv.metadata.resource_version,
+            mv.status.wire(),
+            status.wire(),
+        )
+        if written and model is not None and model.spec.notifications and self.notifier:
+            events = notify.events(key[0], key[1], mv, mv.status, status, now=_now())
+            self.notifier.enqueue(key, model, events)
+
     async def _write_status(
         self, plural: str, name: str, namespace: str, uid: str, rv: str, old: Body, new: Body
-    ) -> None:
+    ) -> bool:
+        """Merge-patch a status; False when the object is gone."""
         patch = merge_patch(old, new)
         if not patch:
-            return
+            return True
         try:
             body = await self.kube.call(self.kube.patch_status, plural, namespace, name, patch)
         except k8s.NotFound:
-            return  # deleted meanwhile: its DELETED event will reconcile again
+            return False  # deleted meanwhile: its DELETED event will reconcile again
         before = self._written.get(uid)
         stale = (before.stale | {before.rv}) if before is not None else set()
         stale.add(rv)
         written_rv = str(body.get("metadata", {}).get("resourceVersion", ""))
         stale.discard(written_rv)
         self._written[uid] = _Written(stale=stale, rv=written_rv, body=compact(body))
+        return True
 
     async def _post(self, namespace: str, event: lifecycle.Event) -> None:
         """Post an Event; a repeat of one already posted (same object, reason and message) raises
@@ -754,6 +775,8 @@ class Reconciler:
         self._conflicts.pop(key, None)
         self._rejected.pop(key, None)
         self._gone.pop(key, None)
+        if self.notifier is not None:
+            self.notifier.forget(key)
         for timers in (self._recheck, self._wake):
             timer = timers.pop(key, None)
             if timer is not None:

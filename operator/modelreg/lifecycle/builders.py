@@ -58,6 +58,9 @@ def _env(
     ]
     if defaults.allow_pickle:
         env.append({"name": "MODELREG_ALLOW_PICKLE", "value": "true"})
+    if serving.runtime is Runtime.BUILTIN and mv.spec.signature is not None:
+        # The registered inputs and outputs, which the builtin server's metadata reports.
+        env.append({"name": "MODELREG_SIGNATURE", "value": signature_json(mv)})
     if storage is not None:
         if storage.endpoint:
             env.append({"name": "MODELREG_S3_ENDPOINT", "value": storage.endpoint})
@@ -77,6 +80,13 @@ def _env(
     ours = {e["name"] for e in env}
     env.extend(e.wire() for e in serving.env if e.name not in ours and not e.reserved)
     return env
+
+
+def signature_json(mv: ModelVersion) -> str:
+    """spec.signature as compact JSON (MODELREG_SIGNATURE); "" when the version has none."""
+    if mv.spec.signature is None:
+        return ""
+    return json.dumps(mv.spec.signature.wire(), separators=(",", ":"))
 
 
 def default_image(runtime: Runtime, defaults: ServingDefaults) -> str:

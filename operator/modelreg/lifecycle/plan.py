@@ -1130,6 +1130,7 @@ def _model_status(
         else None,
         aliases=resolved.valid,
         withdraw_at=verdicts.withdraw_at,
+        notifications=old.notifications,  # the notifier's figures, merged in by the reconciler
         conditions=conds,
     )
     if verdicts.withdraw_at is not None and old.withdraw_at is None:

@@ -4,7 +4,8 @@
 carried by the errors it raises (`modelreg.runtime.errors`). Start-up is `load()`: download the
 artifact through `modelreg.adapters.objectstore` into MODELREG_MODEL_DIR with the sha256 checked
 on the way (or check a local file), refuse unsafe formats before any byte is fetched, and only then
-deserialise. Until that has succeeded every model endpoint answers 503.
+deserialise. Until that has succeeded every model endpoint answers 503. The model metadata reports
+the registered signature (MODELREG_SIGNATURE) where `modelreg.runtime.signature` says it applies.
 
 Inference never blocks the event loop: a small request (MODELREG_INLINE_MAX_BYTES) is answered on
 the loop in tens of microseconds; every other one is admitted by, and runs in, the bounded
@@ -34,6 +35,7 @@ from modelreg.adapters.objectstore import (
     StoreUnavailable,
 )
 from modelreg.runtime import codec
+from modelreg.runtime import signature as signatures
 from modelreg.runtime.errors import BadRequest, ModelLoadError, NotFound, NotReady
 from modelreg.runtime.executor import Admission, Executor
 from modelreg.runtime.loaders import LoadedModel, LoadOptions, load_model, refuse_unsafe
@@ -84,6 +86,13 @@ class DataPlane:
         self._inline_costs: collections.deque[float] = collections.deque(maxlen=_INLINE_WINDOW)
         self._max_request_bytes = settings.max_request_bytes
         self._metadata: bytes = b""
+        self.registered: signatures.Registered | None = None
+        if settings.signature:
+            try:
+                self.registered = signatures.parse(settings.signature)
+            except ValueError as e:
+                log.warning("ignoring MODELREG_SIGNATURE (the registered signature): %s", e)
+        self.advertised: signatures.Advertised | None = None
         self.executor = Executor(
             workers=settings.workers,
             max_queue=settings.max_queue,
@@ -105,30 +114,36 @@ class DataPlane:
         except ModelLoadError as e:
             self.state, self.detail = State.FAILED, f"the model cannot be served: {e}"
             raise
-        self.use(model)
+        shown = self.use(model)
         log.info(
             "model %s version %s ready (%s) in %.1fs: inputs %s, outputs %s",
             self.name,
             self.version,
             model.platform,
             time.monotonic() - started,
-            [s.metadata() for s in model.inputs],
-            [s.metadata() for s in model.outputs],
+            [s.metadata() for s in shown.inputs],
+            [s.metadata() for s in shown.outputs],
         )
 
-    def use(self, model: LoadedModel) -> None:
-        """Serve an already loaded model (also how tests inject one)."""
+    def use(self, model: LoadedModel) -> signatures.Advertised:
+        """Serve an already loaded model (also how tests inject one); returns the tensors its
+        metadata reports."""
+        shown = signatures.advertised(model, self.registered)
+        for warning in shown.warnings:
+            log.warning("%s", warning)
         self.model = model
+        self.advertised = shown
         self._metadata = codec.dumps(
             {
                 "name": self.name,
                 "versions": [self.version],
                 "platform": model.platform,
-                "inputs": [s.metadata() for s in model.inputs],
-                "outputs": [s.metadata() for s in model.outputs],
+                "inputs": [s.metadata() for s in shown.inputs],
+                "outputs": [s.metadata() for s in shown.outputs],
             }
         )
         self.state, self.detail = State.READY, "ready"
+        return shown
 
     async def _fetch(self) -> Path:
         s = self.settings

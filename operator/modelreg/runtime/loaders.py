@@ -54,6 +54,9 @@ class LoadedModel(ABC):
     platform: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    # Whether `inputs`/`outputs` come from the artifact itself (an ONNX graph) rather than being
+    # guessed by the loader; a registered signature must then agree with them to be reported.
+    native_signature: bool = False
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -140,6 +143,7 @@ class OnnxModel(LoadedModel):
     served as a [batch, classes] FP32 tensor, columns in the order of the sorted class labels."""
 
     platform = "onnxruntime_onnx"
+    native_signature = True
 
     def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort  # noqa: PLC0415 - only when serving ONNX

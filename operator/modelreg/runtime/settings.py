@@ -78,6 +78,12 @@ class RuntimeSettings(BaseSettings):
     artifact_format: ArtifactFormat = Field(
         description="onnx | sklearn | skops | xgboost | lightgbm."
     )
+    signature: str | None = Field(
+        default=None,
+        description="The registered signature (the ModelVersion's spec.signature as JSON): the "
+        "inputs and outputs the metadata endpoint reports. Read as text and checked when the "
+        "model is loaded; one that does not parse is logged and ignored, never fatal.",
+    )
 
     s3_endpoint: str | None = Field(
         default=None, description="Endpoint URL of an S3-compatible store; AWS when unset."

@@ -161,7 +161,10 @@ def _onnx_tensor(onnx: Any, value: Any, role: str, notes: list[str]) -> TensorSp
         notes.append(f"{role} {name!r} left out: it is {article} {what}, not a tensor")
         return None
     tensor = value.type.tensor_type
-    elem = onnx.TensorProto.DataType.Name(tensor.elem_type)
+    try:
+        elem = str(onnx.TensorProto.DataType.Name(tensor.elem_type))
+    except ValueError:  # a type newer than the installed onnx knows
+        elem = f"#{tensor.elem_type}"
     datatype = _ONNX_TYPES.get(elem)
     if datatype is None:
         notes.append(f"{role} {name!r} left out: element type {elem} has no v2 datatype")

@@ -456,3 +456,120 @@ def test_list_filters(env: tuple[Client, FakeKube], model_file: Path) -> None:
     r = cli(client, "list", "--phase", "Shiny")
     assert r.code == 2
     assert "unknown phase 'Shiny'" in r.err
+
+
+def _onnx_file(path: Path, *, sequence_output: bool = False) -> Path:
+    """A real ONNX model: x [N, 4] -> label [N] (INT64), scores [N, 4] (and a sequence output)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0),
+        helper.make_node("Identity", ["x"], ["scores"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 4]),
+    ]
+    if sequence_output:
+        nodes.append(helper.make_node("SequenceConstruct", ["x"], ["rows"]))
+        outputs.append(helper.make_tensor_sequence_value_info("rows", TensorProto.FLOAT, None))
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])], outputs
+    )
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_register_signature(env: tuple[Client, FakeKube], tmp_path: Path) -> None:
+    client, kube = env
+    model = _onnx_file(tmp_path / "model.onnx")
+    r = cli(client, "register", "credit", str(model), "--no-progress")
+    assert r.code == 0, r.err
+    assert kube.mv("credit-v1")["spec"]["signature"] == {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+        "outputs": [
+            {"name": "label", "datatype": "INT64", "shape": [-1]},
+            {"name": "scores", "datatype": "FP32", "shape": [-1, 4]},
+        ],
+    }
+    assert "signature: 1 input(s), 2 output(s)\n" in r.err
+
+    given = tmp_path / "signature.yaml"
+    given.write_text(
+        "inputs:\n  - {name: features, datatype: FP64, shape: [-1, 4]}\n"
+        "outputs:\n  - {name: predict, datatype: INT64, shape: [-1]}\n"
+    )
+    r = cli(client, "register", "credit", str(model), "--signature", str(given), "--no-progress")
+    assert r.code == 0, r.err
+    assert kube.mv("credit-v2")["spec"]["signature"] == {
+        "inputs": [{"name": "features", "datatype": "FP64", "shape": [-1, 4]}],
+        "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}],
+    }
+    assert "signature: 1 input(s), 1 output(s)\n" in r.err
+
+    as_json = tmp_path / "signature.json"
+    as_json.write_text('{"outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]}')
+    r = cli(client, "register", "credit", str(model), "--signature", str(as_json), "--no-progress")
+    assert r.code == 0, r.err
+    assert "signature: 0 input(s), 1 output(s)\n" in r.err
+
+    r = cli(client, "register", "credit", str(model), "--no-signature", "--no-progress")
+    assert r.code == 0, r.err
+    assert "signature" not in kube.mv("credit-v4")["spec"]
+    assert "signature" not in r.err
+
+    # Not ONNX: nothing is captured, and nothing said.
+    r = cli(client, "register", "credit", str(given), "--format", "skops", "--no-progress")
+    assert r.code == 0, r.err
+    assert "signature" not in kube.mv("credit-v5")["spec"]
+    assert "signature" not in r.err
+
+
+def test_register_signature_notes_what_auto_leaves_out(
+    env: tuple[Client, FakeKube], model_file: Path, tmp_path: Path
+) -> None:
+    client, kube = env
+    model = _onnx_file(tmp_path / "seq.onnx", sequence_output=True)
+    r = cli(client, "register", "credit", str(model), "--no-progress")
+    assert r.code == 0, r.err
+    assert r.err.splitlines()[-2:] == [
+        "signature: seq.onnx: output 'rows' left out: it is a sequence of tensors, not a tensor",
+        "signature: 1 input(s), 2 output(s)",
+    ]
+    # model_file holds no ONNX model: registered all the same, without a signature, and said so.
+    r = cli(client, "register", "credit", str(model_file), "--no-progress")
+    assert r.code == 0, r.err
+    assert "signature" not in kube.mv("credit-v2")["spec"]
+    (line,) = [x for x in r.err.splitlines() if x.startswith("signature:")]
+    assert line.startswith(f"signature: no signature recorded: {model_file}: not an ONNX model")
+
+
+def test_register_signature_errors(
+    env: tuple[Client, FakeKube], model_file: Path, tmp_path: Path
+) -> None:
+    client, kube = env
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inputs:\n  - {name: x, datatype: float32, shape: [-1, 4]}\n")
+    r = cli(client, "register", "credit", str(model_file), "--signature", str(bad))
+    assert r.code == 2
+    assert r.err == (
+        f"error: {bad}: inputs[0] ('x'): datatype 'float32' is not one of BOOL, UINT8, UINT16, "
+        "UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES\n"
+    )
+    bad.write_text("inputs: [\n")
+    r = cli(client, "register", "credit", str(model_file), "--signature", str(bad))
+    assert r.code == 2
+    assert r.err.startswith(f"error: {bad}: not valid JSON/YAML")
+    r = cli(client, "register", "credit", str(model_file), "--signature", str(tmp_path / "no"))
+    assert r.code == 2
+    assert (
+        r.err == f"error: --signature: cannot read {tmp_path / 'no'}: No such file or directory\n"
+    )
+    r = cli(
+        client, "register", "credit", str(model_file), "--signature", str(bad), "--no-signature"
+    )
+    assert r.code == 2
+    assert "--no-signature: not allowed with argument --signature" in r.err
+    assert "Traceback" not in r.err
+    assert not [key for key in kube.objects if key[0] == "modelversions"]
