@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -29,8 +30,9 @@ MAKE_REGISTRY = textwrap.dedent(
     """
     import json, sys, warnings
     warnings.filterwarnings("ignore")
-    import mlflow, mlflow.onnx, mlflow.sklearn
+    import mlflow, mlflow.onnx, mlflow.sklearn, sklearn
     from mlflow import MlflowClient
+    from mlflow.models import infer_signature
     from skl2onnx import to_onnx
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -49,7 +51,8 @@ MAKE_REGISTRY = textwrap.dedent(
             mlflow.set_tag("mlflow.source.git.commit", "0123abc")
             mlflow.sklearn.log_model(
                 model, name="model", registered_model_name="Iris Classifier",
-                pip_requirements=["scikit-learn"],
+                pip_requirements=[f"scikit-learn=={sklearn.__version__}", "numpy"],
+                signature=infer_signature(X, model.predict(X)),
             )
             runs[str(c)] = run.info.run_id
     with mlflow.start_run() as run:
@@ -65,6 +68,7 @@ MAKE_REGISTRY = textwrap.dedent(
     client.set_registered_model_alias("Iris Classifier", "champion", "2")
     client.transition_model_version_stage("Iris Classifier", "3", "Staging")
     client.update_model_version("Iris Classifier", "2", description="the champion")
+    runs["sklearn"] = sklearn.__version__
     print(json.dumps(runs))
     """
 )
@@ -152,7 +156,19 @@ def test_import_mlflow_registry(
     assert v2["framework"] == "sklearn"
     assert v2["artifact"]["format"] == "skops"
     assert v2["artifact"]["uri"].endswith("/iris-classifier/2/model.skops")
+    # The environment and signature MLflow recorded: python_env.yaml's Python, requirements.txt's
+    # pins (the unpinned numpy is left out, and said so), MLmodel's tensor signature.
+    env = v2["environment"]
+    assert env["python"] == platform.python_version()
+    assert f"scikit-learn=={runs['sklearn']}" in env["packages"]
+    assert not any(p.startswith("numpy") for p in env["packages"])
+    assert "left out of the environment: numpy" in r.stdout, r.stdout
+    sig = v2["signature"]
+    assert [(t["datatype"], t["shape"]) for t in sig["inputs"]] == [("FP64", [-1, 4])]
+    assert [(t["datatype"], t["shape"]) for t in sig["outputs"]] == [("INT64", [-1])]
     onnx = versions["fraud-detector-v1"]["spec"]
+    # No signature in MLmodel: the ONNX graph's input is taken.
+    assert onnx["signature"]["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}]
     assert onnx["artifact"]["format"] == "onnx"
     assert onnx["artifact"]["uri"].endswith("/fraud-detector/1/model.onnx")
     assert onnx["lineage"]["run"] == runs["onnx"]

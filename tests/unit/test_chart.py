@@ -274,6 +274,45 @@ def test_endpoint_and_credential_policy_values_reach_the_operator() -> None:
     assert env["MODELREG_ARTIFACT_CONFIRM_SECONDS"] == "60"
 
 
+def test_advisory_and_webhook_values_reach_the_operator() -> None:
+    objs = render(
+        "--set-json", 'operator.advisories={"volume":{"configMap":{"name":"osv-pypi"}},"file":"all.zip"}',
+        "--set-json", 'operator.notificationAllowedHosts=["hooks.internal:8080"]',
+    )  # fmt: skip
+    pod = only(objs, "Deployment")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MODELREG_ADVISORY_DATABASE"] == "/var/lib/modelreg/advisories/all.zip"
+    assert env["MODELREG_ADVISORY_REFRESH_SECONDS"] == "3600"
+    assert json.loads(env["MODELREG_NOTIFICATION_ALLOWED_HOSTS"]) == ["hooks.internal:8080"]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "advisories")
+    assert (mount["mountPath"], mount["readOnly"]) == ("/var/lib/modelreg/advisories", True)
+    volume = next(v for v in pod["volumes"] if v["name"] == "advisories")
+    assert volume["configMap"] == {"name": "osv-pypi"}
+    # Without a volume: no operator-wide database, nothing mounted.
+    (c,) = only(render(), "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "MODELREG_ADVISORY_DATABASE" not in {e["name"] for e in c["env"]}
+    assert [m["name"] for m in c["volumeMounts"]] == ["tmp"]
+
+
+def test_stage_audit_policy_stamps_modelversions_and_can_be_turned_off() -> None:
+    policy = only(render(), "MutatingAdmissionPolicy", "modelreg-stage-audit")
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rules == [
+        {
+            "apiGroups": ["modelreg.dev"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["modelversions"],  # not modelversions/status
+        }
+    ]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    binding = only(render(), "MutatingAdmissionPolicyBinding", "modelreg-stage-audit")
+    assert binding["spec"]["policyName"] == "modelreg-stage-audit"
+    off = render("--set", "stageAudit.enabled=false")
+    assert not [o for o in off if "stage-audit" in o["metadata"]["name"]]
+
+
 def test_no_role_may_list_or_watch_secrets() -> None:
     for objs in (render(), render("--set-json", 'watchNamespaces=["a"]')):
         for role in of_kind(objs, "ClusterRole") + of_kind(objs, "Role"):
