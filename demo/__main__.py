@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import importlib.metadata
-import importlib.util
 import io
 import json
 import os
@@ -59,6 +58,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from tools import osv_from_safety_db as tool
 
 from demo.devenv import ON_REAL_NODE, REAL_NODE, read_env_file
 from demo.podemu import EmulatedPod, resolve_env
@@ -328,13 +328,6 @@ def upload_advisories(env: Env) -> str:
     """Real advisories as an OSV .zip in the bucket: the PyUp database that the safety-db package
     ships on PyPI, converted by tools/osv_from_safety_db.py. The operator reads it from the store;
     nothing is fetched from the internet."""
-    spec = importlib.util.spec_from_file_location(
-        "osv_from_safety_db", REPO / "tools" / "osv_from_safety_db.py"
-    )
-    if spec is None or spec.loader is None:
-        raise DemoError("tools/osv_from_safety_db.py is missing")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     data, release = tool.load_installed()
     records = tool.convert(data, version=release)
     buf = io.BytesIO()

@@ -31,6 +31,12 @@ class Timeout(AssertionError):
     pass
 
 
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    """The condition `type_` of an object's status, or {} when it has none."""
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return next((dict(c) for c in conds if c.get("type") == type_), {})
+
+
 def wait_for(
     fn: Callable[[], T | bool | None],
     *,

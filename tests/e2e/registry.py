@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.e2e.helpers import S3, Kubectl, wait_for
+from tests.e2e.helpers import condition as condition_of
 
 
 @dataclass
@@ -114,10 +115,7 @@ class Registry:
         return status
 
     def condition(self, model: str, n: int, type_: str) -> dict[str, Any]:
-        for c in self.status(model, n).get("conditions", []):
-            if c["type"] == type_:
-                return dict(c)
-        return {}
+        return condition_of({"status": self.status(model, n)}, type_)
 
     def wait_phase(self, model: str, n: int, phase: str, timeout: float = 60) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:

@@ -10,15 +10,15 @@ Production.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import zipfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from tests.e2e.helpers import REPO, S3, Kubectl, OperatorProcess, wait_for
+from tools import osv_from_safety_db as tool
+
+from tests.e2e.helpers import S3, Kubectl, OperatorProcess, condition, wait_for
 from tests.e2e.test_cli import Cli, cli, model_file
 from tests.e2e.test_sdk_helpers import storage
 
@@ -27,20 +27,8 @@ __all__ = ["cli"]  # the fixture, re-exported so pytest finds it here
 PACKAGES = ("pyyaml", "numpy", "pillow", "jinja2", "urllib3", "requests")
 
 
-def _converter() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "osv_from_safety_db", REPO / "tools" / "osv_from_safety_db.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def osv_zip() -> tuple[bytes, int]:
     """Real advisories (safety-db on PyPI) for a few packages, as an OSV .zip, and their count."""
-    tool = _converter()
     data, version = tool.load_installed()
     records = tool.convert({k: v for k, v in data.items() if k in PACKAGES}, version=version)
     buf = io.BytesIO()
@@ -52,11 +40,6 @@ def osv_zip() -> tuple[bytes, int]:
 
 def _mv(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
     return kubectl.get("mv", name, namespace) or {}
-
-
-def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    conds = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conds if c.get("type") == type_), {})
 
 
 def _requirements(tmp_path: Path, name: str, *pins: str) -> Path:
@@ -103,7 +86,7 @@ def test_packages_are_audited_against_real_advisories_and_gate_promotion(
 
     def audited(name: str) -> dict[str, Any]:
         def done() -> bool:
-            return bool(_condition(_mv(kubectl, namespace, name), "Audited").get("reason"))
+            return bool(condition(_mv(kubectl, namespace, name), "Audited").get("reason"))
 
         wait_for(done, timeout=60, what=f"the audit of {name}")
         return _mv(kubectl, namespace, name)
@@ -121,7 +104,7 @@ def test_packages_are_audited_against_real_advisories_and_gate_promotion(
     assert (audit["packages"], audit["findingsTotal"]) == (3, 2)
     assert audit["database"] == f"s3://{s3.bucket}/{db_key}"
     assert audit["advisories"] == records  # every converted record of the six packages
-    cond = _condition(v1, "Audited")
+    cond = condition(v1, "Audited")
     assert (cond["status"], cond["reason"]) == ("False", "VulnerabilitiesFound"), cond
 
     # The gate: UNKNOWN counts as CRITICAL, above maxSeverity HIGH. Refused, with the ids.
@@ -129,7 +112,7 @@ def test_packages_are_audited_against_real_advisories_and_gate_promotion(
     assert r.code == 5, (r.out, r.err)
     assert "CVE-2020-1747" in r.err, r.err
     v1 = _mv(kubectl, namespace, "iris-v1")
-    ready = _condition(v1, "Ready")
+    ready = condition(v1, "Ready")
     assert (v1["status"]["phase"], ready["reason"]) == ("Blocked", "Vulnerable"), ready
 
     # v2 pins the fixed PyYAML: audited clean, promoted, serves.
@@ -137,7 +120,7 @@ def test_packages_are_audited_against_real_advisories_and_gate_promotion(
     r = cli("register", "iris", str(model_file(tmp_path, "m2.onnx")), "--requirements", str(reqs),
             "--wait", "--timeout", "60", "--no-progress")  # fmt: skip
     assert r.code == 0, r.err
-    cond = _condition(audited("iris-v2"), "Audited")
+    cond = condition(audited("iris-v2"), "Audited")
     assert (cond["status"], cond["reason"]) == ("True", "NoKnownVulnerabilities"), cond
     r = cli("promote", "iris", "2", "--timeout", "90")
     assert r.code == 0, r.err
@@ -159,7 +142,7 @@ def test_packages_are_audited_against_real_advisories_and_gate_promotion(
     r = cli("register", "iris", str(model_file(tmp_path, "m3.onnx")), "--requirements", str(reqs),
             "--wait", "--timeout", "60", "--no-progress")  # fmt: skip
     assert r.code == 0, r.err
-    cond = _condition(audited("iris-v3"), "Audited")
+    cond = condition(audited("iris-v3"), "Audited")
     assert (cond["status"], cond["reason"]) == ("False", "AdvisoriesUnavailable"), cond
     assert "missing.zip does not exist in the store" in cond["message"], cond
     r = cli("promote", "iris", "3", "--timeout", "60")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.helpers import S3, Kubectl, OperatorProcess, wait_for
+from tests.e2e.helpers import S3, Kubectl, OperatorProcess, condition, wait_for
 from tests.e2e.test_cli import Cli, cli, model_file
 from tests.e2e.test_helm import CHART, Helm, helm, token
 from tests.e2e.test_sdk import client_for, key_of
@@ -24,11 +24,6 @@ __all__ = ["cli", "helm"]  # the fixtures, re-exported so pytest finds them here
 
 def _model(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
     return kubectl.get("model", name, namespace) or {}
-
-
-def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    conds = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conds if c.get("type") == type_), {})
 
 
 def _events(kubectl: Kubectl, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
@@ -66,7 +61,7 @@ def test_aliases_follow_the_version_life(
         return bool(st.get("aliases") == {"champion": 2, "challenger": 3})
 
     wait_for(published, timeout=60, what="status.aliases of iris")
-    cond = _condition(_model(kubectl, namespace, "iris"), "AliasesResolved")
+    cond = condition(_model(kubectl, namespace, "iris"), "AliasesResolved")
     assert (cond["status"], cond["reason"]) == ("True", "Resolved"), cond
     assert cond["message"] == "@challenger -> v3, @champion -> v2"
 
@@ -110,7 +105,7 @@ def test_aliases_follow_the_version_life(
 
     def unresolved() -> dict[str, Any] | None:
         m = _model(kubectl, namespace, "iris")
-        c = _condition(m, "AliasesResolved")
+        c = condition(m, "AliasesResolved")
         ok = c.get("status") == "False" and m["status"].get("aliases") == {"challenger": 3}
         return c if ok else None
 
@@ -134,8 +129,7 @@ def test_aliases_follow_the_version_life(
     assert cli("alias", "set", "iris", "champion", "3").code == 0
     wait_for(
         lambda: (
-            _condition(_model(kubectl, namespace, "iris"), "AliasesResolved").get("status")
-            == "True"
+            condition(_model(kubectl, namespace, "iris"), "AliasesResolved").get("status") == "True"
         ),
         timeout=60,
         what="AliasesResolved True again",
@@ -144,7 +138,7 @@ def test_aliases_follow_the_version_life(
         assert cli("alias", "rm", "iris", alias).code == 0
     wait_for(
         lambda: (
-            not _condition(_model(kubectl, namespace, "iris"), "AliasesResolved")
+            not condition(_model(kubectl, namespace, "iris"), "AliasesResolved")
             and not (_model(kubectl, namespace, "iris")["status"].get("aliases"))
         ),
         timeout=60,

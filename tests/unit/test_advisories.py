@@ -5,34 +5,19 @@ requests advisories. Every version fact asserted here was read off those records
 from __future__ import annotations
 
 import copy
-import importlib.util
 import io
 import json
 import zipfile
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from tools import osv_from_safety_db as tool
 
 from modelreg.api.models import AuditGate, Finding, Severity
 from modelreg.lifecycle import advisories
 from modelreg.lifecycle.advisories import AdvisoryFormatError
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "osv_from_safety_db.py"
-
-
-def _load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("osv_from_safety_db", TOOL)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tools import osv_from_safety_db as tool
 
 from modelreg.api.models import Finding, Model, ModelVersion, Phase, Severity
 from modelreg.controller.auditor import Auditor
 from modelreg.lifecycle.plan import AuditState, AuditVerdict
 from modelreg.settings import OperatorSettings
-from tests.unit.test_advisories import tool  # the safety-db converter, loaded by path
 from tests.unit.test_plan import OK, model, plan, version
 
 DEFAULTS_NOW = "2026-11-24T00:00:00Z"
@@ -215,8 +215,8 @@ def test_archived_versions_keep_their_last_audit() -> None:
 
 
 class _NoStore:
-    async def credentials(self, model: Any) -> Any:
-        raise AssertionError("a path database needs no credentials")
+    async def model_store(self, model: Any) -> Any:
+        raise AssertionError("a path database needs no object store")
 
 
 def _real_zip(path: Path) -> Path:

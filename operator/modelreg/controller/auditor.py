@@ -190,13 +190,10 @@ class Auditor:
     async def _read_s3(
         self, key: SourceKey, db: _Database, model: Model
     ) -> tuple[str, str | None, advisories.Index] | None:
-        _, uri, endpoint, region, _ = key
-        creds = await self._verifier.credentials(model)
-        if isinstance(creds, ArtifactVerdict):
-            raise _Unreadable(creds.message)
-        client = await self._verifier.store_client(
-            store.StoreConfig(endpoint or None, region or None, creds[0], creds[1])
-        )
+        uri = key[1]
+        client = await self._verifier.model_store(model)
+        if isinstance(client, ArtifactVerdict):
+            raise _Unreadable(client.message)
         if db.index is not None and db.etag:
             info = await client.head(uri)
             if info.etag == db.etag:

@@ -616,15 +616,12 @@ class Reconciler:
             return
         assert self.verifier is not None
         problem = None
-        creds = await self.verifier.credentials(model)
-        if isinstance(creds, lifecycle.ArtifactVerdict):
-            problem = creds.message
-        elif model.spec.storage is not None:
-            config = store.StoreConfig(
-                model.spec.storage.endpoint, model.spec.storage.region, creds[0], creds[1]
-            )
+        client = await self.verifier.model_store(model)
+        if isinstance(client, lifecycle.ArtifactVerdict):
+            problem = client.message
+        else:
             try:
-                await (await self.verifier.store_client(config)).delete(d.artifact)
+                await client.delete(d.artifact)
             except store.StoreError as e:
                 problem = str(e)
         if problem is not None:

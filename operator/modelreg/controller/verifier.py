@@ -260,13 +260,21 @@ class Verifier:
             client.close()
         self._stores.clear()
 
-    async def credentials(self, model: Model) -> tuple[str | None, str | None] | ArtifactVerdict:
-        """The Model's object-store keys (from its Secret, read once per SECRET_TTL), or why not."""
-        return await self._credentials(model)
-
-    async def store_client(self, config: store.StoreConfig) -> store.ObjectStore:
-        """The shared client of this store and credentials."""
-        return await self._store(config)
+    async def model_store(self, model: Model) -> store.ObjectStore | ArtifactVerdict:
+        """The shared client of the Model's store (its spec.storage endpoint and region, the keys
+        of its Secret, read once per SECRET_TTL), or why there is none. For the other readers and
+        writers of a Model's store: the audit's advisory database, retention's deletions."""
+        storage = model.spec.storage
+        if storage is None:
+            return ArtifactVerdict(
+                Verdict.FAILED, "NoStorage", f"Model {model.metadata.name!r} has no spec.storage"
+            )
+        creds = await self._credentials(model)
+        if isinstance(creds, ArtifactVerdict):
+            return creds
+        return await self._store(
+            store.StoreConfig(storage.endpoint or None, storage.region or None, creds[0], creds[1])
+        )
 
     async def _store(self, config: store.StoreConfig) -> store.ObjectStore:
         """The shared client of this store and credentials (built off the event loop once)."""

@@ -11,6 +11,15 @@ from modelreg.api.models import Condition
 ARTIFACT_VERIFIED = "ArtifactVerified"
 GATES_PASSED = "GatesPassed"
 AUDITED = "Audited"
+
+# Ready reasons of a version the audit gate keeps out of Staging and Production, and the one of a
+# version waiting while the advisory database is read.
+VULNERABLE = "Vulnerable"
+ADVISORIES_UNAVAILABLE = "AdvisoriesUnavailable"
+NO_ENVIRONMENT = "NoEnvironment"
+AUDIT_NOT_CONFIGURED = "AuditNotConfigured"
+AUDIT_BLOCKS = frozenset({VULNERABLE, ADVISORIES_UNAVAILABLE, NO_ENVIRONMENT, AUDIT_NOT_CONFIGURED})
+AUDITING = "Auditing"
 SERVING = "Serving"
 READY = "Ready"
 

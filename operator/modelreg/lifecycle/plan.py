@@ -367,23 +367,26 @@ def _audit_block(
         return None
     if verdict.state is AuditState.OFF:
         return (
-            "AuditNotConfigured",
+            conditions.AUDIT_NOT_CONFIGURED,
             "promotion.audit is set but there is no advisory database: set the Model's "
             "spec.advisories.uri, or the operator's advisoryDatabase",
         )
     env = mv.spec.environment
     if env is None or not env.packages:
         return (
-            "NoEnvironment",
+            conditions.NO_ENVIRONMENT,
             "promotion.audit needs spec.environment.packages to audit: register the version "
             "with --requirements FILE or --capture-env",
         )
     if verdict.state is AuditState.PENDING:
-        return "Auditing", verdict.message or f"reading the advisory database {verdict.database}"
+        return (
+            conditions.AUDITING,
+            verdict.message or f"reading the advisory database {verdict.database}",
+        )
     if verdict.state is AuditState.UNAVAILABLE:
-        return "AdvisoriesUnavailable", verdict.message
+        return conditions.ADVISORIES_UNAVAILABLE, verdict.message
     problem = advisories.gate_problem(gate, findings)
-    return ("Vulnerable", problem) if problem is not None else None
+    return (conditions.VULNERABLE, problem) if problem is not None else None
 
 
 def _audit_status(
@@ -396,13 +399,14 @@ def _audit_status(
     if a.state is AuditState.OFF:
         return None, None
     if a.state is not AuditState.AUDITED:
-        unknown = "Auditing" if a.state is AuditState.PENDING else "AdvisoriesUnavailable"
-        return old, (False if unknown != "Auditing" else None, unknown, a.message)
+        if a.state is AuditState.PENDING:
+            return old, (None, conditions.AUDITING, a.message)
+        return old, (False, conditions.ADVISORIES_UNAVAILABLE, a.message)
     env = v.mv.spec.environment
     if env is None or not env.packages:
         return None, (
             None,
-            "NoEnvironment",
+            conditions.NO_ENVIRONMENT,
             "spec.environment.packages is empty: nothing to audit",
         )
     new = AuditStatus(
@@ -855,7 +859,7 @@ def _version_status(
         stage, phase, ready = resting, Phase.BLOCKED, False
         reason, message = "GatesFailed", f"cannot enter {desired}: {_gate_message(v)}"
     elif v.audit_block is not None:
-        waiting = v.audit_block[0] == "Auditing"
+        waiting = v.audit_block[0] == conditions.AUDITING
         stage, phase, ready = resting, Phase.VERIFYING if waiting else Phase.BLOCKED, False
         reason, message = v.audit_block[0], f"cannot enter {desired}: {v.audit_block[1]}"
     elif desired is Stage.STAGING:

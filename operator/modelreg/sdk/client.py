@@ -57,6 +57,7 @@ from modelreg.api.models import (
     version_name,
 )
 from modelreg.lifecycle import aliases as alias_rules
+from modelreg.lifecycle import conditions
 from modelreg.sdk import artifacts
 from modelreg.sdk import environment as envs
 from modelreg.sdk import search as find
@@ -1320,12 +1321,6 @@ def _matches(
     return not (stage is not None and mv.status.stage != stage)
 
 
-# Ready reasons of a version the audit gate keeps out of Staging and Production.
-_AUDIT_BLOCKS = frozenset(
-    {"Vulnerable", "AdvisoriesUnavailable", "NoEnvironment", "AuditNotConfigured"}
-)
-
-
 def _why(mv: ModelVersion) -> str:
     """The failed conditions, the most specific first: what blocks a version is its artifact or
     its gates; a failed rollout shows in Serving; Ready only summarizes."""
@@ -1334,7 +1329,7 @@ def _why(mv: ModelVersion) -> str:
         return f"{c.type}: {c.reason}{' - ' + c.message if c.message else ''}"
 
     failed = [c for c in mv.status.conditions if c.status == "False"]
-    audit_gate = [c for c in failed if c.type == "Ready" and c.reason in _AUDIT_BLOCKS]
+    audit_gate = [c for c in failed if c.type == "Ready" and c.reason in conditions.AUDIT_BLOCKS]
     for chosen in (
         [fmt(c) for c in failed if c.type in ("ArtifactVerified", "GatesPassed")],
         [fmt(c) for c in audit_gate],  # Ready names the findings the audit gate refused
