@@ -63,12 +63,13 @@ fmt: venv ## format the code
 	$(VENV)/bin/ruff format operator tests bench demo
 	$(VENV)/bin/ruff check --fix operator tests bench demo
 
-generate: venv tools ## regenerate the CRDs, the chart's copy of them and the install manifest
+generate: venv tools ## regenerate the CRDs, the chart's copy of them, the install manifest and the runtime's gRPC messages
 	$(PY) -m modelreg.api.crd crds
 	charts/render.sh
+	PYTHON=$(PY) tools/gen_proto.sh
 
 check: generate ## fail if generated files drift from the code
-	@git diff --exit-code -- crds manifests charts/modelreg/files || { echo "error: generated files drift from the code: run 'make generate' and commit" >&2; exit 1; }
+	@git diff --exit-code -- crds manifests charts/modelreg/files operator/modelreg/runtime/proto || { echo "error: generated files drift from the code: run 'make generate' and commit" >&2; exit 1; }
 
 unit: venv tools ## unit tests (no cluster; the chart tests use the pinned helm)
 	$(PY) -m pytest tests/unit -q

@@ -4,10 +4,10 @@ container runtime (kwok nodes run no containers).
 Used by `python -m demo` to show a real prediction from the Deployment the operator generated.
 It does what the kubelet would do for a container, and only that: the container's `command` and
 `args`, its `env` with each `secretKeyRef` resolved from the Secret through the API server, an
-emptyDir for MODELREG_MODEL_DIR, and the container port mapped to a free port on 127.0.0.1 (the
-pod's network namespace). The image's PATH is this checkout's virtualenv, where modelreg is
-installed as it is in the image. The process environment is otherwise empty, so whatever the
-server needs must come from the generated spec.
+emptyDir for MODELREG_MODEL_DIR, and the container ports (HTTP, gRPC) mapped to free ports on
+127.0.0.1 (the pod's network namespace). The image's PATH is this checkout's virtualenv, where
+modelreg is installed as it is in the image. The process environment is otherwise empty, so
+whatever the server needs must come from the generated spec.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class EmulatedPod:
     ) -> None:
         self.container = container
         self.port = free_port()
+        self.grpc_port = free_port()
         self._tmp = tempfile.TemporaryDirectory(prefix="modelreg-pod-")
         tmp = Path(self._tmp.name)
         self.model_dir = tmp / "model"
@@ -84,6 +85,7 @@ class EmulatedPod:
             "MODELREG_MODEL_DIR": str(self.model_dir),
             "MODELREG_HTTP_HOST": "127.0.0.1",
             "MODELREG_HTTP_PORT": str(self.port),
+            "MODELREG_GRPC_PORT": str(self.grpc_port),
             "MODELREG_TERMINATION_LOG": str(tmp / "termination-log"),
         }
         self.argv = [*container.get("command", []), *container.get("args", [])]

@@ -102,6 +102,12 @@ build cni "$CNI_PLUGINS_VERSION" "bridge host-local loopback portmap" \
   -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" \
   $npkg/plugins/main/bridge $npkg/plugins/ipam/host-local $npkg/plugins/main/loopback $npkg/plugins/meta/portmap
 
+# The resource metrics API for the HorizontalPodAutoscaler (tools/cluster.sh runs it).
+mpkg=k8s.io/client-go/pkg/version  # where metrics-server's Makefile sets its version
+build metrics-server "$METRICS_SERVER_VERSION" "metrics-server" \
+  -ldflags "-s -w -X $mpkg.gitVersion=$METRICS_SERVER_VERSION -X $mpkg.gitTreeState=clean -X $mpkg.buildDate=$builddate" \
+  sigs.k8s.io/metrics-server/cmd/metrics-server
+
 # The pause image's one binary, from its C source in the pinned k8s.io/kubernetes module
 # (tools/cluster.sh packages it FROM scratch as containerd's sandbox image).
 pause="$cache/pause-$KUBERNETES_VERSION"

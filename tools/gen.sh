@@ -115,7 +115,7 @@ gen_containerd() {
     github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
 }
 
-targets=${*:-k8s etcd kwok helm versitygw containerd cni argocd kustomize}
+targets=${*:-k8s etcd kwok helm versitygw containerd cni metrics-server argocd kustomize}
 for t in $targets; do
   echo "== generating tools/$t"
   case $t in
@@ -129,6 +129,7 @@ for t in $targets; do
       github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/meta/portmap) ;;
     argocd) (gen_argocd) ;;
     kustomize) (gen_simple kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5) ;;
+    metrics-server) (gen_simple metrics-server sigs.k8s.io/metrics-server "$METRICS_SERVER_VERSION" sigs.k8s.io/metrics-server/cmd/metrics-server) ;;
     versitygw) (gen_simple versitygw github.com/versity/versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw) ;;
     *) echo "unknown tool $t" >&2; exit 2 ;;
   esac

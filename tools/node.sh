@@ -213,6 +213,116 @@ EOF
   fi
 }
 
+serving_cert() { # name CN SANs: a serving certificate signed by the control plane's CA
+  local name=$1 cn=$2 san=$3 d="$node/pki"
+  mkdir -p "$d"
+  [ -f "$d/$name.crt" ] && return 0
+  [ -f "$pki/ca.key" ] || die "the control plane's CA key is missing in $pki (start the cluster first)"
+  (umask 077
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$d/$name.key" -subj "/CN=$cn" -out "$d/$name.csr" 2>/dev/null
+    openssl x509 -req -in "$d/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+      -days 365 -out "$d/$name.crt" -extfile <(printf 'extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nsubjectAltName=%s\n' "$san") 2>/dev/null)
+}
+
+# --- metrics-server -------------------------------------------------------------------------------
+# The resource metrics API (metrics.k8s.io) that HorizontalPodAutoscalers read: metrics-server, an
+# aggregated API server, runs on the host at the bridge address (port MODELREG_METRICS_PORT,
+# default 4443) and scrapes this node's kubelet (/metrics/resource), whose serving certificate the
+# cluster's CA signed for the bridge address. The API server reaches it through a Service without a
+# selector and an EndpointSlice naming that address (kube-proxy routes the ClusterIP on the host).
+# kwokctl configures no front-proxy CA: the API server's proxy presents its client certificate
+# (CN kwok-admin, signed by the cluster's CA), so metrics-server trusts the user it forwards in
+# X-Remote-User from that one name only, and authorizes the end user, as in a real cluster.
+metrics_port=${MODELREG_METRICS_PORT:-4443}
+
+metrics_server_manifest() { # ip port
+  local ca; ca=$(base64 -w0 <"$pki/ca.crt")
+  cat <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:metrics-server"}
+rules:
+  - {apiGroups: [""], resources: [nodes/metrics], verbs: [get]}
+  - {apiGroups: [""], resources: [pods, nodes], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:metrics-server"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:metrics-server"}
+subjects: [{kind: User, name: "system:metrics-server"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "metrics-server:system:auth-delegator"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator"}
+subjects: [{kind: User, name: "system:metrics-server"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: "metrics-server-auth-reader", namespace: kube-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}
+subjects: [{kind: User, name: "system:metrics-server"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system, labels: {app.kubernetes.io/name: metrics-server}}
+spec:
+  ports: [{name: https, port: 443, targetPort: $2, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server-host
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: metrics-server, endpointslice.kubernetes.io/managed-by: node.modelreg.dev}
+addressType: IPv4
+ports: [{name: https, port: $2, protocol: TCP}]
+endpoints: [{addresses: ["$1"], conditions: {ready: true}}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  caBundle: $ca
+EOF
+}
+
+metrics_available() {
+  [ "$("$bin/kubectl" --kubeconfig "$kubeconfig" get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null)" = True ]
+}
+
+metrics_server_up() {
+  [ -x "$bin/metrics-server" ] || die "$bin/metrics-server is missing: run 'make tools' (it builds metrics-server $METRICS_SERVER_VERSION once)"
+  local ip; ip=$(node_ip)
+  if ! alive metrics-server; then
+    client_cert metrics-server system:metrics-server system:metrics-servers
+    serving_cert metrics-server-serving metrics-server "DNS:metrics-server.kube-system.svc,DNS:metrics-server.kube-system.svc.cluster.local,IP:$ip"
+    start metrics-server "$node/logs/metrics-server.log" "$bin/metrics-server" \
+      --kubeconfig "$node/pki/metrics-server.kubeconfig" \
+      --authentication-kubeconfig "$node/pki/metrics-server.kubeconfig" \
+      --authorization-kubeconfig "$node/pki/metrics-server.kubeconfig" \
+      --bind-address "$ip" --secure-port "$metrics_port" \
+      --tls-cert-file "$node/pki/metrics-server-serving.crt" --tls-private-key-file "$node/pki/metrics-server-serving.key" \
+      --requestheader-client-ca-file "$pki/ca.crt" --requestheader-allowed-names kwok-admin \
+      --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
+      --node-selector modelreg.dev/real-node=true --metric-resolution 10s --kubelet-request-timeout 5s
+  fi
+  metrics_server_manifest "$ip" "$metrics_port" | "$bin/kubectl" --kubeconfig "$kubeconfig" apply -f - >"$node/logs/metrics-server-apply.log" 2>&1 ||
+    die "could not register metrics-server's APIService: $(tail -n 3 "$node/logs/metrics-server-apply.log")"
+  local i
+  for i in $(seq 300); do
+    metrics_available && break
+    alive metrics-server || die "metrics-server exited; see $node/logs/metrics-server.log: $(grep -m 3 -E '^(E[0-9]|Error)' "$node/logs/metrics-server.log")"
+    sleep 0.2
+  done
+  metrics_available || die "the metrics.k8s.io APIService is not Available after 60s: $("$bin/kubectl" --kubeconfig "$kubeconfig" get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[0].message}'); see $node/logs/metrics-server.log"
+}
+
 # --- containerd -----------------------------------------------------------------------------------
 
 containerd_sock() { echo "$node/run/containerd.sock"; }
@@ -333,6 +443,9 @@ authentication:
   webhook: {enabled: true}
   x509: {clientCAFile: $pki/ca.crt}
 authorization: {mode: Webhook}
+# Signed by the cluster's CA for the bridge address: metrics-server verifies it.
+tlsCertFile: $node/pki/kubelet-serving.crt
+tlsPrivateKeyFile: $node/pki/kubelet-serving.key
 registerWithTaints:
   - {key: modelreg.dev/real-node, value: "true", effect: NoSchedule}
 resolvConf: $node/resolv.conf
@@ -372,12 +485,13 @@ up() {
   forward apiserver "$kport"
   [ -z "$s3port" ] || forward s3 "$s3port"
 
-  if alive kubelet && alive kube-proxy && alive containerd && node_ready; then
+  if alive kubelet && alive kube-proxy && alive containerd && node_ready && alive metrics-server && metrics_available; then
     say "already up ($(elapsed))"
     return 0
   fi
   client_cert kubelet "system:node:$node_name" system:nodes
   client_cert kube-proxy system:kube-proxy system:node-proxier
+  serving_cert kubelet-serving "system:node:$node_name" "DNS:$node_name,IP:$ip"
 
   if ! alive containerd; then
     write_containerd_config
@@ -408,7 +522,8 @@ up() {
     sleep 0.2
   done
   node_ready || die "node $node_name is not Ready after 60s; see $node/logs/kubelet.log"
-  say "node $node_name Ready at $ip (containerd $CONTAINERD_VERSION, kubelet $KUBERNETES_VERSION) in $(elapsed); tainted modelreg.dev/real-node=true:NoSchedule"
+  metrics_server_up
+  say "node $node_name Ready at $ip (containerd $CONTAINERD_VERSION, kubelet $KUBERNETES_VERSION, metrics-server $METRICS_SERVER_VERSION on $ip:$metrics_port) in $(elapsed); tainted modelreg.dev/real-node=true:NoSchedule"
 }
 
 # --- teardown -------------------------------------------------------------------------------------
@@ -434,7 +549,7 @@ unmount_all() { # everything mounted under the node's directories, deepest first
 down() {
   local any=0 n
   [ -d "$node" ] || { return 0; }
-  for n in kubelet kube-proxy; do alive "$n" && any=1; stop "$n"; done
+  for n in metrics-server kubelet kube-proxy; do alive "$n" && any=1; stop "$n"; done
   if [ -x "$bin/kube-proxy" ]; then "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
   kill_pods
   stop containerd
@@ -477,7 +592,7 @@ down() {
 }
 
 status() {
-  if alive kubelet && node_ready; then say "real node: up ($node_name at $(node_ip))"; else say "real node: down"; fi
+  if alive kubelet && node_ready && alive metrics-server; then say "real node: up ($node_name at $(node_ip))"; else say "real node: down"; fi
 }
 
 case ${1:-} in

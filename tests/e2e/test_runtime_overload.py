@@ -156,6 +156,7 @@ def runtime(s3: S3, tmp_path: Path) -> Iterator[Runtime]:
         "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
         "MODELREG_HTTP_HOST": HOST,
         "MODELREG_HTTP_PORT": str(port),
+        "MODELREG_GRPC_PORT": "0",  # REST only: other runtimes on this host may hold 9000
         "MODELREG_MODEL_DIR": str(model_dir),
         "MODELREG_TERMINATION_LOG": str(tmp_path / "termination-log"),
         "MODELREG_WORKERS": "1",

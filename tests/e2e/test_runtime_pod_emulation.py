@@ -105,6 +105,8 @@ class Pod:
             "MODELREG_MODEL_DIR": str(self.model_dir),
             "MODELREG_HTTP_HOST": "127.0.0.1",
             "MODELREG_HTTP_PORT": str(self.port),
+            # Every emulated pod shares the host's network: its own free port, not the pod's 9000.
+            "MODELREG_GRPC_PORT": str(_free_port()),
             "MODELREG_TERMINATION_LOG": str(self.termination_log),
         }
         # The port the runtime is told to listen on inside the pod; probes must target it.

@@ -72,6 +72,7 @@ def test_credentials_never_leak_when_every_store_call_fails(
             "MODELREG_S3_ENDPOINT": endpoint,
             "MODELREG_HTTP_HOST": "127.0.0.1",
             "MODELREG_HTTP_PORT": str(free_port()),
+            "MODELREG_GRPC_PORT": "0",
             "MODELREG_MODEL_DIR": str(REPO / ".dev" / f"leak-{namespace}"),
             "AWS_ACCESS_KEY_ID": CANARY_ID,
             "AWS_SECRET_ACCESS_KEY": CANARY,

@@ -241,3 +241,45 @@ def test_a_models_env_cannot_set_the_signature() -> None:
     env = _env_of(builders.build_deployment(_model(env=forged), _mv(), DEFAULTS))
     assert "MODELREG_SIGNATURE" not in env
     assert "modelreg_signature" not in env
+
+
+def test_the_builtin_runtime_serves_grpc_on_its_own_port_and_the_service_exposes_it() -> None:
+    dep = builders.build_deployment(_model(), _mv(), DEFAULTS)
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "grpc": 9000}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MODELREG_GRPC_PORT"] == "9000"
+    svc = builders.build_service(_model(), 3)
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["grpc"] == {
+        "name": "grpc",
+        "port": 9000,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "grpc",
+    }
+    assert ports["http"]["port"] == 80
+
+
+def test_grpc_port_zero_and_other_runtimes_expose_no_grpc() -> None:
+    for m in (_model(grpcPort=0), _model(runtime="mlserver")):
+        dep = builders.build_deployment(m, _mv(), DEFAULTS)
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        assert [p["name"] for p in c["ports"]] == ["http"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["MODELREG_GRPC_PORT"] == "0", "the runtime is told, not left at its default"
+        assert [p["name"] for p in builders.build_service(m, 3)["spec"]["ports"]] == ["http"]
+
+
+def test_batching_reaches_the_builtin_runtime_as_its_settings() -> None:
+    dep = builders.build_deployment(
+        _model(batching={"maxBatchSize": 64, "maxWaitMs": 2.5}), _mv(), DEFAULTS
+    )
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert (env["MODELREG_BATCH_MAX_SIZE"], env["MODELREG_BATCH_MAX_WAIT_MS"]) == ("64", "2.5")
+    # Off unless asked for: the runtime's own default (1 = no batching) applies.
+    (c,) = builders.build_deployment(_model(), _mv(), DEFAULTS)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "MODELREG_BATCH_MAX_SIZE" not in {e["name"] for e in c["env"]}

@@ -78,6 +78,7 @@ NAMESPACED_OPERATOR_RULES = (
     | expand("apps", "deployments", "get list watch create patch update delete")
     | expand(CORE, "services", "get list watch create patch update delete")
     | expand("discovery.k8s.io", "endpointslices", "list watch")
+    | expand("autoscaling", "horizontalpodautoscalers", "get list watch create patch update delete")
     | expand(CORE, "events", "create patch")
     | expand("events.k8s.io", "events", "create patch")
     | {(CORE, "secrets", "get")}

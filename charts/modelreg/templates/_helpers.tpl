@@ -76,6 +76,10 @@ only, so the operator reads the one Secret a Model names and can never list them
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch, update, delete]
+# spec.serving.autoscaling: one HorizontalPodAutoscaler per Model, following the serving Deployment.
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, update, delete]
 # The old Deployment is removed only once the Service's endpoints have moved to the new one.
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]

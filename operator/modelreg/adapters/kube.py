@@ -155,6 +155,7 @@ class Kube:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
         self.timeout = request_timeout
         self._lock = threading.Lock()
         self.requests = 0  # API calls made: the benchmarks report requests per version
@@ -263,12 +264,10 @@ class Kube:
             raise KubeError(f"the seal Secret {namespace}/{name} has no data key 'key'")
         return key
 
-    def apply_deployment(self, namespace: str, body: Body) -> Body:
-        """Server-side apply of the whole Deployment as field manager `modelreg`: a field the
-        operator no longer sets (an env entry, a limit, a nodeSelector key) is removed."""
+    def _apply(self, patch: Callable[..., Any], namespace: str, body: Body) -> Body:
         applied: Body = self.api.sanitize_for_serialization(
             self._do(
-                self.apps.patch_namespaced_deployment,
+                patch,
                 body["metadata"]["name"],
                 namespace,
                 body,
@@ -278,6 +277,20 @@ class Kube:
             )
         )
         return applied
+
+    def _metadata(self, read: Callable[..., Any], namespace: str, name: str) -> Body | None:
+        """An object's metadata (labels, owner references), or None when there is none."""
+        try:
+            found = self._do(read, name, namespace)
+        except NotFound:
+            return None
+        meta: Body = self.api.sanitize_for_serialization(found.metadata)
+        return {"metadata": meta}
+
+    def apply_deployment(self, namespace: str, body: Body) -> Body:
+        """Server-side apply of the whole Deployment as field manager `modelreg`: a field the
+        operator no longer sets (an env entry, a limit, a nodeSelector key) is removed."""
+        return self._apply(self.apps.patch_namespaced_deployment, namespace, body)
 
     def set_deployment_owner(self, namespace: str, name: str, uid: str, owner: Body) -> None:
         """Make `owner` the Deployment's only owner reference (a JSON patch guarded by the
@@ -295,12 +308,7 @@ class Kube:
 
     def get_deployment(self, namespace: str, name: str) -> Body | None:
         """The Deployment's metadata (labels, owner references), or None when there is none."""
-        try:
-            found = self._do(self.apps.read_namespaced_deployment, name, namespace)
-        except NotFound:
-            return None
-        meta: Body = self.api.sanitize_for_serialization(found.metadata)
-        return {"metadata": meta}
+        return self._metadata(self.apps.read_namespaced_deployment, namespace, name)
 
     def delete_deployment(self, namespace: str, name: str, uid: str | None = None) -> None:
         """Delete the Deployment; with `uid`, only that very object (a precondition)."""
@@ -314,26 +322,30 @@ class Kube:
 
     def apply_service(self, namespace: str, body: Body) -> Body:
         """Server-side apply of the Service as field manager `modelreg`."""
-        applied: Body = self.api.sanitize_for_serialization(
-            self._do(
-                self.core.patch_namespaced_service,
-                body["metadata"]["name"],
-                namespace,
-                body,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type=APPLY,
-            )
-        )
-        return applied
+        return self._apply(self.core.patch_namespaced_service, namespace, body)
 
     def get_service(self, namespace: str, name: str) -> Body | None:
-        try:
-            found = self._do(self.core.read_namespaced_service, name, namespace)
-        except NotFound:
-            return None
-        meta: Body = self.api.sanitize_for_serialization(found.metadata)
-        return {"metadata": meta}
+        return self._metadata(self.core.read_namespaced_service, namespace, name)
+
+    def apply_autoscaler(self, namespace: str, body: Body) -> Body:
+        """Server-side apply of the Model's HorizontalPodAutoscaler (autoscaling/v2)."""
+        return self._apply(
+            self.autoscaling.patch_namespaced_horizontal_pod_autoscaler, namespace, body
+        )
+
+    def get_autoscaler(self, namespace: str, name: str) -> Body | None:
+        return self._metadata(
+            self.autoscaling.read_namespaced_horizontal_pod_autoscaler, namespace, name
+        )
+
+    def delete_autoscaler(self, namespace: str, name: str, uid: str | None = None) -> None:
+        with contextlib.suppress(NotFound):
+            self._do(
+                self.autoscaling.delete_namespaced_horizontal_pod_autoscaler,
+                name,
+                namespace,
+                body=_delete_options(uid),
+            )
 
     def delete_version(self, namespace: str, name: str, uid: str) -> None:
         """Delete a ModelVersion (retention): only that very object (a uid precondition)."""

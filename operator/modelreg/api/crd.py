@@ -216,6 +216,43 @@ def _model_schema() -> Schema:
             ),
         )
     ]
+    serving = spec["properties"]["serving"]
+    serving["properties"]["autoscaling"]["x-kubernetes-validations"] = [
+        _rule(
+            "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+            "spec.serving.autoscaling: minReplicas must not exceed maxReplicas",
+        )
+    ]
+    # The HorizontalPodAutoscaler's CPU target is a share of the pods' request: without one it
+    # never scales (FailedGetResourceMetric), so the Model is refused instead.
+    # requests and limits are typed (quantities by resource name, as in a container) so that the
+    # rule can read them; the rest of resources stays free-form.
+    quantities = {
+        "type": "object",
+        "maxProperties": 16,
+        "additionalProperties": {"x-kubernetes-int-or-string": True, "maxLength": 64},
+    }
+    serving["properties"]["resources"]["properties"] = {
+        "requests": quantities,
+        "limits": quantities,
+    }
+    serving["x-kubernetes-validations"] = [
+        _rule(
+            "!has(self.grpcPort) || self.grpcPort == 0 || self.grpcPort >= 1024",
+            "spec.serving.grpcPort must be 0 (off) or a port from 1024 to 65535",
+        ),
+        _rule(
+            "!has(self.grpcPort) || !has(self.port) || self.grpcPort != self.port",
+            "spec.serving.grpcPort and spec.serving.port must differ: HTTP and gRPC each need "
+            "their own port",
+        ),
+        _rule(
+            "!has(self.autoscaling) || (has(self.resources) && has(self.resources.requests) "
+            "&& 'cpu' in self.resources.requests)",
+            "spec.serving.autoscaling needs spec.serving.resources.requests.cpu: the CPU "
+            "target is a percentage of the pods' CPU request",
+        ),
+    ]
     spec["properties"]["aliases"]["x-kubernetes-validations"] = [
         _rule(
             f"self.all(k, k.matches('{ALIAS_PATTERN}'))",

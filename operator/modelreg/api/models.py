@@ -290,6 +290,40 @@ class EnvVar(_Wire):
         return is_reserved_env(self.name)
 
 
+class Autoscaling(_Wire):
+    min_replicas: int = Field(default=1, ge=1, le=100, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, le=100, description="Most replicas.")
+    target_cpu_utilization: int = Field(
+        default=80,
+        ge=1,
+        le=1000,
+        description="Average CPU use of the serving pods, in percent of their CPU request "
+        "(spec.serving.resources.requests.cpu, which autoscaling requires).",
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="How long a lower recommendation must last before replicas are removed.",
+    )
+
+
+class Batching(_Wire):
+    max_batch_size: int = Field(
+        default=32,
+        ge=2,
+        le=65536,
+        description="Most rows in one prediction: concurrent requests are batched up to this.",
+    )
+    max_wait_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=1000,
+        description="Longest a batch waits for more requests after its first one; a lone "
+        "request never waits.",
+    )
+
+
 class Serving(_Wire):
     runtime: Runtime = Field(default=Runtime.BUILTIN, description="builtin | mlserver | custom.")
     image: Annotated[str, StringConstraints(max_length=512)] = Field(
@@ -299,6 +333,13 @@ class Serving(_Wire):
     args: list[LongStr] = Field(default_factory=list, max_length=LIST_MAX)
     replicas: int = Field(default=1, ge=0, le=100)
     port: int = Field(default=8080, ge=1024, le=65535)
+    grpc_port: int = Field(
+        default=9000,
+        ge=0,
+        le=65535,
+        description="Port of the builtin runtime's Open Inference Protocol v2 over gRPC, also "
+        "exposed by the Service (port name grpc); 0 turns gRPC off. Other runtimes ignore it.",
+    )
     resources: dict[str, Any] = Field(
         default_factory=dict, description="As in a container's resources."
     )
@@ -307,6 +348,17 @@ class Serving(_Wire):
     tolerations: list[dict[str, Any]] = Field(default_factory=list, max_length=LIST_MAX)
     service_account_name: DNSName | None = None
     progress_deadline_seconds: int = Field(default=300, ge=5, le=3600)
+    batching: Batching | None = Field(
+        default=None,
+        description="Adaptive batching in the builtin runtime (off when unset). It pays off for "
+        "models whose prediction costs more than the per-call overhead; see docs/operator.md.",
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="One HorizontalPodAutoscaler, named after the Model, that follows the serving "
+        "Deployment across promotions; replicas is then ignored and a new version starts at the "
+        "serving one's replica count.",
+    )
 
 
 class ModelSpec(_Wire):

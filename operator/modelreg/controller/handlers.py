@@ -104,6 +104,18 @@ def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRe
             (kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): compact_slice(kw["body"])
         }
 
+    # spec.serving.autoscaling: the one HorizontalPodAutoscaler of a Model.
+    @kopf.index(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        labels=MANAGED,
+        id="autoscalers_idx",
+        registry=registry,
+    )
+    def autoscalers_idx(**kw: Any) -> dict[Any, Any]:
+        return {(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, "")): compact(kw["body"])}
+
     def caches(kw: dict[str, Any]) -> None:
         if reconciler.caches is None:
             reconciler.start(
@@ -113,6 +125,7 @@ def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRe
                     deployments=kw["deployments_idx"],
                     services=kw["services_idx"],
                     endpoints=kw["endpoints_idx"],
+                    autoscalers=kw["autoscalers_idx"],
                 )
             )
 
@@ -146,5 +159,15 @@ def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRe
     async def endpoints_event(**kw: Any) -> None:
         caches(kw)
         reconciler.kick(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, ""))
+
+    # The autoscaler writes its status at every sync (15 s): only its arrival and removal (someone
+    # deleted it) concern the plan; its scaling reaches us as a Deployment event.
+    @kopf.on.event(
+        "autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry
+    )
+    async def autoscaler_event(**kw: Any) -> None:
+        caches(kw)
+        if kw["event"].get("type") != "MODIFIED":
+            reconciler.kick(kw["namespace"], kw["labels"].get(naming.MODEL_LABEL, ""))
 
     return registry

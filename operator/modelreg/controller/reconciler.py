@@ -51,6 +51,7 @@ class Caches:
     deployments: Mapping[ModelKey, Iterable[bytes]]
     services: Mapping[ModelKey, Iterable[bytes]]
     endpoints: Mapping[ModelKey, Iterable[bytes]] = field(default_factory=dict)
+    autoscalers: Mapping[ModelKey, Iterable[bytes]] = field(default_factory=dict)
 
 
 @dataclass
@@ -301,19 +302,23 @@ class Reconciler:
         if unreadable:
             await self._freeze(key, model, model_bodies, unreadable)
             return
-        deployment_bodies, services = self._without_gone(
+        deployment_bodies, services, hpas = self._without_gone(
             key,
             [expand(b) for b in self.caches.deployments.get(key) or []],
             [expand(b) for b in self.caches.services.get(key) or []],
+            [expand(b) for b in self.caches.autoscalers.get(key) or []],
         )
         deployments = [lifecycle.deployment_state(b) for b in deployment_bodies]
         service = None
         if services:
             slices = [expand(b) for b in self.caches.endpoints.get(key) or []]
             service = lifecycle.service_state(services[0], slices)
-        cached = {("Deployment", d.name) for d in deployments} | {
-            ("Service", str(b.get("metadata", {}).get("name", ""))) for b in services
-        }
+        autoscaler = lifecycle.autoscaler_state(hpas[0]) if hpas else None
+        cached = (
+            {("Deployment", d.name) for d in deployments}
+            | {("Service", str(b.get("metadata", {}).get("name", ""))) for b in services}
+            | {("HorizontalPodAutoscaler", a.name) for a in [autoscaler] if a is not None}
+        )
         await self._recheck_conflicts(key, model)
 
         verdicts = {mv.metadata.name: self.verifier.verdict(model, mv) for mv in versions}
@@ -337,6 +342,7 @@ class Reconciler:
                 rejected=self._rejected.get(key),
                 withdraw_grace_seconds=self.settings.withdraw_grace_seconds,
                 audits=audits,
+                autoscaler=autoscaler,
             )
             if await self._apply_children(key, model, cached, result):
                 break
@@ -352,21 +358,16 @@ class Reconciler:
             # A little after the time: the plan compares whole seconds.
             self._wake[key] = asyncio.get_running_loop().call_later(seconds + 0.5, self.kick, *key)
 
-    def _without_gone(
-        self, key: ModelKey, deployments: list[Body], services: list[Body]
-    ) -> tuple[list[Body], list[Body]]:
-        """The cached children, less those this operator deleted. A deleted uid the cache no
-        longer shows is forgotten: its delete event has arrived."""
+    def _without_gone(self, key: ModelKey, *kinds: list[Body]) -> tuple[list[Body], ...]:
+        """The cached children of each kind, less those this operator deleted. A deleted uid the
+        cache no longer shows is forgotten: its delete event has arrived."""
         gone = self._gone.get(key)
         if not gone:
-            return deployments, services
-        gone &= {_uid(b) for b in deployments + services}
+            return kinds
+        gone &= {_uid(b) for bodies in kinds for b in bodies}
         if not gone:
             del self._gone[key]
-        return (
-            [b for b in deployments if _uid(b) not in gone],
-            [b for b in services if _uid(b) not in gone],
-        )
+        return tuple([b for b in bodies if _uid(b) not in gone] for bodies in kinds)
 
     def _parse_model(
         self, bodies: list[Body], unreadable: list[lifecycle.Unreadable]
@@ -446,8 +447,7 @@ class Reconciler:
         namespace, model_name = key
         uid = model.metadata.uid if model is not None else None
         for kind, name in list(known):
-            get = self.kube.get_deployment if kind == "Deployment" else self.kube.get_service
-            found = await self.kube.call(get, namespace, name)
+            found = await self.kube.call(self._child_api(kind)[0], namespace, name)
             if (
                 found is None
                 or lifecycle.foreign_message(
@@ -485,10 +485,13 @@ class Reconciler:
         writes: list[tuple[str, Body]] = [("Deployment", b) for b in result.apply_deployments]
         if result.apply_service is not None:
             writes.append(("Service", result.apply_service))
+        if result.apply_autoscaler is not None:
+            # After the Service switch: it follows the version that now serves.
+            writes.append(("HorizontalPodAutoscaler", result.apply_autoscaler))
         for kind, body in writes:
             name = body["metadata"]["name"]
+            get, apply = self._child_api(kind)
             if (kind, name) not in cached and model is not None:
-                get = kube.get_deployment if kind == "Deployment" else kube.get_service
                 found = await kube.call(get, namespace, name)
                 why = (
                     None
@@ -502,11 +505,10 @@ class Reconciler:
                     self._conflicts.setdefault(key, {})[(kind, name)] = why
                     self._schedule_recheck(key)
                     return False
-            if kind == "Service":
-                log.info("Service %s/%s -> version %s", namespace, name, result.serving_version)
-            else:
+            if kind == "Deployment":
                 log.info("applying Deployment %s/%s", namespace, name)
-            apply = kube.apply_deployment if kind == "Deployment" else kube.apply_service
+            else:
+                log.info("%s %s/%s -> version %s", kind, namespace, name, result.serving_version)
             try:
                 await kube.call(apply, namespace, body)
             except (k8s.Invalid, k8s.Forbidden) as e:
@@ -519,6 +521,17 @@ class Reconciler:
             if rejected:
                 rejected.pop(name, None)
         return True
+
+    def _child_api(
+        self, kind: str
+    ) -> tuple[Callable[[str, str], Body | None], Callable[[str, Body], Body]]:
+        """The adapter's get (metadata) and apply of a child kind."""
+        kube = self.kube
+        if kind == "Deployment":
+            return kube.get_deployment, kube.apply_deployment
+        if kind == "Service":
+            return kube.get_service, kube.apply_service
+        return kube.get_autoscaler, kube.apply_autoscaler
 
     def _schedule_recheck(self, key: ModelKey) -> None:
         if key in self._recheck:
@@ -574,6 +587,14 @@ class Reconciler:
             log.info("deleting Service %s/%s: no version serves", namespace, name)
             removals.append(
                 self._delete(key, kube.delete_service, name, result.delete_uids.get(name))
+            )
+        if result.delete_autoscaler is not None:
+            name = result.delete_autoscaler
+            log.info("deleting HorizontalPodAutoscaler %s/%s", namespace, name)
+            removals.append(
+                self._delete(
+                    key, kube.delete_autoscaler, name, result.delete_autoscaler_uid or None
+                )
             )
         for name in result.delete_deployments:
             log.info("deleting Deployment %s/%s", namespace, name)

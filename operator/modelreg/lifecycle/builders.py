@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from modelreg.api.models import API_VERSION, Model, ModelVersion, Runtime
+from modelreg.api.models import API_VERSION, Autoscaling, Model, ModelVersion, Runtime
 from modelreg.lifecycle import naming
 
 Body = dict[str, Any]
@@ -54,8 +54,14 @@ def _env(
         env.append({"name": "MODELREG_ARTIFACT_VERSION_ID", "value": version_id})
     env += [
         {"name": "MODELREG_HTTP_PORT", "value": str(serving.port)},
+        {"name": "MODELREG_GRPC_PORT", "value": str(grpc_port(model))},
         {"name": "MODELREG_MODEL_DIR", "value": MODEL_DIR},
     ]
+    if serving.runtime is Runtime.BUILTIN and serving.batching is not None:
+        env += [
+            {"name": "MODELREG_BATCH_MAX_SIZE", "value": str(serving.batching.max_batch_size)},
+            {"name": "MODELREG_BATCH_MAX_WAIT_MS", "value": f"{serving.batching.max_wait_ms:g}"},
+        ]
     if defaults.allow_pickle:
         env.append({"name": "MODELREG_ALLOW_PICKLE", "value": "true"})
     if serving.runtime is Runtime.BUILTIN and mv.spec.signature is not None:
@@ -80,6 +86,12 @@ def _env(
     ours = {e["name"] for e in env}
     env.extend(e.wire() for e in serving.env if e.name not in ours and not e.reserved)
     return env
+
+
+def grpc_port(model: Model) -> int:
+    """The gRPC port the pods serve and the Service exposes: the builtin runtime's only; 0 = none."""
+    serving = model.spec.serving
+    return serving.grpc_port if serving.runtime is Runtime.BUILTIN else 0
 
 
 def signature_json(mv: ModelVersion) -> str:
@@ -116,7 +128,12 @@ def _container(
         "name": "model",
         "image": image,
         "env": _env(model, mv, defaults, version_id),
-        "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}]
+        + (
+            [{"name": "grpc", "containerPort": grpc_port(model), "protocol": "TCP"}]
+            if grpc_port(model)
+            else []
+        ),
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": "http"},
             "periodSeconds": 5,
@@ -173,6 +190,7 @@ def build_deployment(
     pinned_default: str | None = None,
     artifact_size: int | None = None,
     artifact_version_id: str | None = None,
+    replicas: int | None = None,
 ) -> Body:
     """The Deployment `<model>-v<N>` that serves one version, owned by the Model.
 
@@ -182,6 +200,9 @@ def build_deployment(
     an operator upgrade with a new default image does not re-roll every serving Deployment.
     `artifact_size` (else the size in its status) bounds the model volume;
     `artifact_version_id` (else its status's) is the S3 version the pod fetches.
+    With `spec.serving.autoscaling` the HorizontalPodAutoscaler owns the replica count: `replicas`
+    (see `start_replicas`) is what the Deployment is written with, and the spec hash leaves it
+    out, so a change of scale is never a change of spec that the planner would write back.
     """
     serving = model.spec.serving
     name = naming.deployment_name(model.metadata.name, mv.spec.version)
@@ -216,8 +237,10 @@ def build_deployment(
         pod_spec["tolerations"] = list(serving.tolerations)
     if serving.service_account_name:
         pod_spec["serviceAccountName"] = serving.service_account_name
+    auto = serving.autoscaling
+    count = serving.replicas if auto is None else replicas or auto.min_replicas
     spec: Body = {
-        "replicas": serving.replicas,
+        "replicas": count,
         "progressDeadlineSeconds": serving.progress_deadline_seconds,
         "revisionHistoryLimit": 2,
         "selector": {"matchLabels": selector},
@@ -234,6 +257,65 @@ def build_deployment(
             "name": name,
             "namespace": mv.metadata.namespace,
             "labels": labels,
+            "annotations": {naming.SPEC_HASH: spec_hash(_hashed(spec, auto))},
+            "ownerReferences": [owner_reference("Model", model.metadata.name, model.metadata.uid)],
+        },
+        "spec": spec,
+    }
+
+
+def _hashed(spec: Body, auto: Autoscaling | None) -> Body:
+    """What the spec hash covers: everything the planner decides (not the autoscaler's count)."""
+    if auto is None:
+        return spec
+    return {k: v for k, v in spec.items() if k != "replicas"}
+
+
+def start_replicas(auto: Autoscaling, live: int | None) -> int:
+    """The replica count a Deployment is written with under autoscaling: its own live count, or
+    for a new version the serving one's (a promotion never drops capacity), within min..max."""
+    n = auto.min_replicas if live is None else live
+    return max(auto.min_replicas, min(auto.max_replicas, n))
+
+
+def build_autoscaler(model: Model, version: int) -> Body:
+    """The HorizontalPodAutoscaler `<model>` (autoscaling/v2) on the serving version's Deployment.
+
+    One per Model, owned by the Model: a promotion moves its scaleTargetRef to the new Deployment
+    (which starts at the current count), so it is never left behind on a deleted Deployment."""
+    auto = model.spec.serving.autoscaling
+    assert auto is not None
+    spec: Body = {
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": naming.deployment_name(model.metadata.name, version),
+        },
+        "minReplicas": auto.min_replicas,
+        "maxReplicas": auto.max_replicas,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": auto.target_cpu_utilization,
+                    },
+                },
+            }
+        ],
+        "behavior": {
+            "scaleDown": {"stabilizationWindowSeconds": auto.scale_down_stabilization_seconds}
+        },
+    }
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": naming.autoscaler_name(model.metadata.name),
+            "namespace": model.metadata.namespace,
+            "labels": naming.child_labels(model.metadata.name),
             "annotations": {naming.SPEC_HASH: spec_hash(spec)},
             "ownerReferences": [owner_reference("Model", model.metadata.name, model.metadata.uid)],
         },
@@ -250,6 +332,18 @@ def build_service(model: Model, version: int) -> Body:
             {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
         ],
     }
+    if grpc_port(model):
+        # The same port number as the pods': clients of KServe and Triton expect 9000/8001-like
+        # dedicated gRPC ports, and appProtocol lets meshes and ingresses speak HTTP/2 to it.
+        spec["ports"].append(
+            {
+                "name": "grpc",
+                "port": grpc_port(model),
+                "targetPort": "grpc",
+                "protocol": "TCP",
+                "appProtocol": "grpc",
+            }
+        )
     return {
         "apiVersion": "v1",
         "kind": "Service",

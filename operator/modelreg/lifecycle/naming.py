@@ -30,6 +30,11 @@ def service_name(model: str) -> str:
     return shorten(model)
 
 
+def autoscaler_name(model: str) -> str:
+    """The HorizontalPodAutoscaler is named after the Model too: one per Model, never per version."""
+    return shorten(model)
+
+
 def selector_labels(model: str, version: int) -> dict[str, str]:
     return {MODEL_LABEL: shorten(model), VERSION_LABEL: str(version)}
 

@@ -140,6 +140,17 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
+class AutoscalerState:
+    """The Model's HorizontalPodAutoscaler: which Deployment it scales."""
+
+    name: str
+    target: str
+    spec_hash: str
+    uid: str = ""
+    owner: Owner | None = OWNED
+
+
+@dataclass(frozen=True)
 class Rejection:
     """The API server (or an admission policy) refused a child write: 422 or 403."""
 
@@ -244,6 +255,10 @@ class Plan:
     delete_deployments: list[str] = field(default_factory=list)
     apply_service: Body | None = None
     delete_service: str | None = None
+    # spec.serving.autoscaling: the HorizontalPodAutoscaler, written after the Service switch.
+    apply_autoscaler: Body | None = None
+    delete_autoscaler: str | None = None
+    delete_autoscaler_uid: str = ""  # its uid precondition (it shares the Service's name)
     events: list[Event] = field(default_factory=list)
     # The version the Service points at once this plan is applied (None: no Service).
     serving_version: int | None = None
@@ -294,6 +309,18 @@ def deployment_state(body: Body) -> DeploymentState:
         spec_hash=(meta.get("annotations", {}) or {}).get(naming.SPEC_HASH, ""),
         deleting=bool(meta.get("deletionTimestamp")),
         replicas=want,
+        uid=str(meta.get("uid", "")),
+        owner=controller_owner(meta),
+    )
+
+
+def autoscaler_state(body: Body) -> AutoscalerState:
+    meta = body.get("metadata", {}) or {}
+    target = (body.get("spec", {}) or {}).get("scaleTargetRef", {}) or {}
+    return AutoscalerState(
+        name=str(meta.get("name", "")),
+        target=str(target.get("name", "")),
+        spec_hash=(meta.get("annotations", {}) or {}).get(naming.SPEC_HASH, ""),
         uid=str(meta.get("uid", "")),
         owner=controller_owner(meta),
     )
@@ -474,6 +501,7 @@ def plan(
     rejected: dict[str, Rejection] | None = None,
     withdraw_grace_seconds: float = 0.0,
     audits: dict[str, AuditVerdict] | None = None,
+    autoscaler: AutoscalerState | None = None,
 ) -> Plan:
     """Everything the reconciler does for one Model, from what it sees.
 
@@ -528,6 +556,13 @@ def plan(
             f"by {who}, not Model {model_name}"
         )
         service = None
+    if autoscaler is not None and not owned_by(autoscaler.owner, model_name, model_uid):
+        who = autoscaler.owner.describe() if autoscaler.owner else "no controller"
+        out.conflicts[("HorizontalPodAutoscaler", autoscaler.name)] = (
+            f"HorizontalPodAutoscaler {namespace}/{autoscaler.name} carries modelreg's labels but "
+            f"is controlled by {who}, not Model {model_name}"
+        )
+        autoscaler = None
     service_taken = out.conflicts.get(("Service", naming.service_name(model_name)))
     verdicts = _Verdicts()
 
@@ -559,6 +594,10 @@ def plan(
             verdicts.conflict[v.n] = service_taken or taken or ""
             continue
         recorded = v.art.status or v.mv.status.artifact
+        auto = model.spec.serving.autoscaling
+        # Under autoscaling a Deployment keeps the count the autoscaler gave it, and a new one
+        # starts at the serving one's.
+        own = deps.get(v.n) or (deps.get(current) if current is not None else None)
         v.body = builders.build_deployment(
             model,
             v.mv,
@@ -566,6 +605,11 @@ def plan(
             pinned_default=_pinned(model, v.mv),
             artifact_size=recorded.size_bytes if recorded is not None else None,
             artifact_version_id=recorded.version_id if recorded is not None else None,
+            replicas=(
+                builders.start_replicas(auto, own.replicas if own is not None else None)
+                if auto is not None
+                else None
+            ),
         )
         refused = rejected.get(v.body["metadata"]["name"])
         if refused is not None and refused.spec_hash == v.spec_hash:
@@ -679,6 +723,7 @@ def plan(
         out.delete_service = service.name or naming.service_name(model_name)
         if service.uid:
             out.delete_uids[out.delete_service] = service.uid
+    _plan_autoscaler(out, model, serving, autoscaler)
 
     for v in views.values():
         status, events = _version_status(
@@ -715,6 +760,26 @@ def plan(
     protected = {n for n in (shown, serving, current, candidate.n if candidate else None) if n}
     out.delete_versions = retention.plan(model, live, protected)
     return out
+
+
+def _plan_autoscaler(
+    out: Plan, model: Model | None, serving: int | None, autoscaler: AutoscalerState | None
+) -> None:
+    """The HorizontalPodAutoscaler follows the version the Service selects after this plan: it is
+    moved in the pass that switches the Service, and removed with production or autoscaling."""
+    taken = model is not None and out.conflicts.get(
+        ("HorizontalPodAutoscaler", naming.autoscaler_name(model.metadata.name))
+    )
+    if model is not None and model.spec.serving.autoscaling and serving is not None:
+        if taken:
+            return
+        body = builders.build_autoscaler(model, serving)
+        want = body["metadata"]["annotations"][naming.SPEC_HASH]
+        if autoscaler is None or autoscaler.spec_hash != want:
+            out.apply_autoscaler = body
+    elif autoscaler is not None:
+        out.delete_autoscaler = autoscaler.name
+        out.delete_autoscaler_uid = autoscaler.uid
 
 
 def _parse_time(text: str) -> datetime:

@@ -3,8 +3,11 @@
 Run as `python -m modelreg.runtime` (the operator's serving Deployment) or `modelreg serve`
 (which calls `modelreg.runtime.server.main(argv)`). Layers, outside in:
 
-- `server`: settings -> app -> uvicorn; loads the model after binding; graceful shutdown.
+- `server`: settings -> app -> uvicorn (and gRPC); loads the model after binding; graceful
+  shutdown.
 - `http`: the ASGI skin; routes, body limits, the one error-to-response mapping, /metrics.
+- `grpc`: the gRPC skin (inference.GRPCInferenceService, grpc.health.v1) on its own port;
+  `grpc_codec` turns its protobuf messages (`proto/`, generated) into tensors and back.
 - `dataplane`: fetch + verify (via `modelreg.adapters.objectstore`) + load, and the v2 calls.
 - `codec`: the v2 JSON/binary wire format; `loaders`: onnx, skops, xgboost, lightgbm, sklearn.
 - `settings`: the environment contract with the operator; `errors`: errors with their status.

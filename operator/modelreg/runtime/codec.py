@@ -1,6 +1,7 @@
 """Open Inference Protocol v2 wire format: requests in, responses out, JSON and binary tensors.
 
-Called by `modelreg.runtime.dataplane` for every inference. It turns a request body into named
+Called by `modelreg.runtime.dataplane` for every REST inference; `modelreg.runtime.grpc_codec`
+shares its checks and its raw tensor layout. It turns a request body into named
 numpy arrays (validating names, datatypes, shapes and values, raising `BadRequest` with a message
 a client can act on) and turns output arrays into a response body.
 
@@ -210,21 +211,9 @@ def _decode_input(
 ) -> tuple[InputTensor, int]:
     if not isinstance(raw, dict):
         raise BadRequest(f"inputs[{index}] must be an object with name, shape, datatype, data")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name or len(name) > _MAX_NAME:
-        raise BadRequest(f"inputs[{index}] needs a non-empty string 'name'")
-    datatype = raw.get("datatype")
-    if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise BadRequest(
-            f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}"
-        )
-    shape = raw.get("shape")
-    if (
-        not isinstance(shape, list)
-        or len(shape) > _MAX_RANK
-        or not all(type(d) is int and d >= 0 for d in shape)
-    ):
-        raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    name = check_name(index, raw.get("name"))
+    datatype = check_datatype(name, raw.get("datatype"))
+    shape = check_shape(name, raw.get("shape"))
     count = math.prod(shape)
     params = _parameters(raw.get("parameters"), f"input {name!r}")
     size = params.get("binary_data_size")
@@ -239,13 +228,38 @@ def _decode_input(
                 f"input {name!r}: binary_data_size {size} runs past the end of the body"
             )
         chunk = binary[offset : offset + size]
-        array = _from_binary(name, datatype, shape, count, chunk)
+        array = from_binary(name, datatype, shape, count, chunk)
         return InputTensor(name, datatype, array), size
 
     if "data" not in raw:
         raise BadRequest(f"input {name!r} has no 'data'")
     array = _from_json(name, datatype, shape, count, raw["data"])
     return InputTensor(name, datatype, array), 0
+
+
+def check_name(index: int, name: object) -> str:
+    """An input's name, as every wire format (REST here, gRPC in `grpc_codec`) requires it."""
+    if not isinstance(name, str) or not name or len(name) > _MAX_NAME:
+        raise BadRequest(f"inputs[{index}] needs a non-empty string 'name'")
+    return name
+
+
+def check_datatype(name: str, datatype: object) -> str:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        raise BadRequest(
+            f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}"
+        )
+    return datatype
+
+
+def check_shape(name: str, shape: object) -> list[int]:
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_RANK
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    return shape
 
 
 def _from_json(
@@ -308,9 +322,16 @@ def _flatten_bytes(name: str, data: list[Any]) -> list[str | bytes]:
     return out
 
 
-def _from_binary(
-    name: str, datatype: str, shape: list[int], count: int, chunk: bytes | memoryview
+def from_binary(
+    name: str,
+    datatype: str,
+    shape: list[int],
+    count: int,
+    chunk: bytes | memoryview,
+    size_name: str = "binary_data_size",
 ) -> np.ndarray[Any, Any]:
+    """A tensor from its raw bytes (also gRPC's raw_input_contents, whose length is `size_name`
+    in messages)."""
     if datatype == "BYTES":
         items: list[bytes] = []
         pos, end = 0, len(chunk)
@@ -335,7 +356,7 @@ def _from_binary(
     if len(chunk) != count * dtype.itemsize:
         raise BadRequest(
             f"input {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} "
-            f"bytes but binary_data_size is {len(chunk)}"
+            f"bytes but {size_name} is {len(chunk)}"
         )
     # A copy: the body buffer is released after the request and models may keep references.
     return np.frombuffer(chunk, dtype=dtype).reshape(shape).copy()
@@ -371,7 +392,7 @@ def encode_response(
         datatype = datatype_of(array.dtype)
         entry: dict[str, Any] = {"name": out.name, "datatype": datatype, "shape": list(array.shape)}
         if out.binary:
-            blob = _to_binary(array, datatype)
+            blob = to_binary(array, datatype)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         elif datatype == "BYTES":
@@ -395,7 +416,8 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _to_binary(array: np.ndarray[Any, Any], datatype: str) -> bytes:
+def to_binary(array: np.ndarray[Any, Any], datatype: str) -> bytes:
+    """The raw bytes of a tensor: little-endian, row-major, BYTES elements length-prefixed."""
     if datatype == "BYTES":
         parts: list[bytes] = []
         for v in array.ravel().tolist():

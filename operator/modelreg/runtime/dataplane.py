@@ -1,7 +1,8 @@
 """The data plane of the model server: fetch and verify the artifact, load it, answer v2 calls.
 
-`modelreg.runtime.http` (the HTTP skin) calls it; it knows nothing about HTTP beyond the status
-carried by the errors it raises (`modelreg.runtime.errors`). Start-up is `load()`: download the
+`modelreg.runtime.http` (the HTTP skin) and `modelreg.runtime.grpc` (the gRPC one) call it; it
+knows nothing about HTTP beyond the status carried by the errors it raises
+(`modelreg.runtime.errors`). Start-up is `load()`: download the
 artifact through `modelreg.adapters.objectstore` into MODELREG_MODEL_DIR with the sha256 checked
 on the way (or check a local file), refuse unsafe formats before any byte is fetched, and only then
 deserialise. Until that has succeeded every model endpoint answers 503. The model metadata reports
@@ -9,7 +10,10 @@ the registered signature (MODELREG_SIGNATURE) where `modelreg.runtime.signature`
 
 Inference never blocks the event loop: a small request (MODELREG_INLINE_MAX_BYTES) is answered on
 the loop in tens of microseconds; every other one is admitted by, and runs in, the bounded
-`modelreg.runtime.executor` (503 with Retry-After when it is full).
+`modelreg.runtime.executor` (503 with Retry-After when it is full). With batching on
+(MODELREG_BATCH_MAX_SIZE above 1) no prediction runs on the loop: small requests are still
+decoded and written there, but every prediction, REST or gRPC, goes through
+`modelreg.runtime.batching`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from modelreg.adapters.objectstore import (
     DigestMismatch,
@@ -36,12 +40,15 @@ from modelreg.adapters.objectstore import (
 )
 from modelreg.runtime import codec
 from modelreg.runtime import signature as signatures
+from modelreg.runtime.batching import Batcher
 from modelreg.runtime.errors import BadRequest, ModelLoadError, NotFound, NotReady
 from modelreg.runtime.executor import Admission, Executor
 from modelreg.runtime.loaders import LoadedModel, LoadOptions, load_model, refuse_unsafe
 from modelreg.runtime.settings import ArtifactFormat, RuntimeSettings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A prediction answered on the event loop must be cheap. After the first two, the CPU time of the
 # last few is kept; when their median is above this budget, every request goes to the executor
@@ -99,6 +106,13 @@ class DataPlane:
             retry_after=settings.retry_after_seconds,
             process_min_bytes=settings.codec_process_min_bytes,
         )
+        self.batcher: Batcher | None = None
+        if settings.batch_max_size > 1:
+            self.batcher = Batcher(
+                self.executor,
+                max_rows=settings.batch_max_size,
+                max_wait_seconds=settings.batch_max_wait_ms / 1000,
+            )
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -273,7 +287,7 @@ class DataPlane:
         if not inline:
             return await self._in_executor(model, body, header_length, encoding)
         request = codec.decode_request(body, header_length)
-        if request.elements > self._inline_max:
+        if request.elements > self._inline_max or self.batcher is not None:
             with self.executor.admit():
                 return await self._in_executor(model, body, header_length, encoding, request)
         names, binary = _requested_outputs(model, request)
@@ -282,6 +296,66 @@ class DataPlane:
         self._track_inline(time.thread_time() - started)
         outputs = [codec.OutputTensor(n, results[n], binary[n]) for n in names]
         return codec.encode_response(self.name, self.version, request.id, outputs)
+
+    async def infer_message(
+        self,
+        name: str,
+        version: str | None,
+        size: int,
+        decode: Callable[[], codec.InferRequest],
+        encode: Callable[[codec.InferRequest, list[codec.OutputTensor]], T],
+    ) -> T:
+        """An inference already received in another wire format (`modelreg.runtime.grpc`):
+        `decode` turns the message of `size` bytes into tensors, `encode` the outputs into the
+        reply. Placed as REST requests are: at most MODELREG_INLINE_MAX_BYTES (and
+        MODELREG_INLINE_MAX_ELEMENTS) on the event loop, else admitted to the executor
+        (Overloaded when it is full), which then decodes, predicts and encodes."""
+        model = self.resolve(name, version)
+        request: codec.InferRequest | None = None
+        if size <= self._inline_max_bytes:
+            request = decode()
+            if request.elements <= self._inline_max and self.batcher is None:
+                names, binary = _requested_outputs(model, request)
+                started = time.thread_time()
+                results = model.predict({t.name: t.array for t in request.inputs}, names)
+                self._track_inline(time.thread_time() - started)
+                return encode(
+                    request, [codec.OutputTensor(n, results[n], binary[n]) for n in names]
+                )
+        ex = self.executor
+        with ex.admit():
+            if self.batcher is not None:
+                return await self._batched_message(self.batcher, model, request, decode, encode)
+            async with ex.slot():
+                if request is None:
+                    request = await ex.thread(decode)
+                names, binary = _requested_outputs(model, request)
+                arrays = {t.name: t.array for t in request.inputs}
+                results = await ex.thread(model.predict, arrays, names)
+                outputs = [codec.OutputTensor(n, results[n], binary[n]) for n in names]
+                return await ex.thread(encode, request, outputs)
+
+    async def _batched_message(
+        self,
+        batcher: Batcher,
+        model: LoadedModel,
+        request: codec.InferRequest | None,
+        decode: Callable[[], codec.InferRequest],
+        encode: Callable[[codec.InferRequest, list[codec.OutputTensor]], T],
+    ) -> T:
+        """`infer_message` with batching on, as `_batched` is for REST."""
+        ex = self.executor
+        if request is None:
+            with batcher.arriving():
+                async with ex.slot():
+                    request = await ex.thread(decode)
+        names, binary = _requested_outputs(model, request)
+        results = await batcher.predict(model, request, names)
+        outputs = [codec.OutputTensor(n, results[n], binary[n]) for n in names]
+        if _response_bytes(outputs) <= self.settings.inline_max_bytes:
+            return encode(request, outputs)
+        async with ex.slot():
+            return await ex.thread(encode, request, outputs)
 
     @property
     def inlines(self) -> bool:
@@ -315,6 +389,8 @@ class DataPlane:
         encoding: bytes,
         request: codec.InferRequest | None = None,
     ) -> tuple[bytes, int | None]:
+        if self.batcher is not None:
+            return await self._batched(self.batcher, model, body, header_length, encoding, request)
         ex = self.executor
         async with ex.slot():
             if request is None:
@@ -325,6 +401,36 @@ class DataPlane:
             outputs = [codec.OutputTensor(n, results[n], binary[n]) for n in names]
             args = (self.name, self.version, request.id, outputs)
             # Not string tensors: pickling Python strings to a process costs more than writing.
+            strings = any(o.array.dtype.kind == "O" for o in outputs)
+            if not strings and ex.offloads(codec.json_size_estimate(outputs)):
+                response: tuple[bytes, int | None] = await ex.process("encode_response", *args)
+                return response
+            return await ex.thread(codec.encode_response, *args)
+
+    async def _batched(
+        self,
+        batcher: Batcher,
+        model: LoadedModel,
+        body: bytes,
+        header_length: int | None,
+        encoding: bytes,
+        request: codec.InferRequest | None,
+    ) -> tuple[bytes, int | None]:
+        """`_in_executor` with batching on. The request holds a slot only to be decoded: waiting
+        in a batch with one would keep the others from reaching it. The batch takes its own."""
+        ex = self.executor
+        if request is None:
+            with batcher.arriving():
+                async with ex.slot():
+                    request = await self._decode(body, header_length, encoding)
+        names, binary = _requested_outputs(model, request)
+        results = await batcher.predict(model, request, names)
+        outputs = [codec.OutputTensor(n, results[n], binary[n]) for n in names]
+        args = (self.name, self.version, request.id, outputs)
+        if _response_bytes(outputs) <= self.settings.inline_max_bytes:
+            # As small as an inline answer: writing it costs less than a hop to a worker.
+            return codec.encode_response(*args)
+        async with ex.slot():
             strings = any(o.array.dtype.kind == "O" for o in outputs)
             if not strings and ex.offloads(codec.json_size_estimate(outputs)):
                 response: tuple[bytes, int | None] = await ex.process("encode_response", *args)
@@ -361,6 +467,11 @@ def _requested_outputs(
         raise BadRequest("an output is requested twice")
     model.check_outputs(names)
     return names, {o.name: o.binary for o in request.outputs}
+
+
+def _response_bytes(outputs: list[codec.OutputTensor]) -> int:
+    """About the size of a response: 8 bytes a JSON element, the raw size of binary ones."""
+    return sum(o.array.size * (o.array.itemsize if o.binary else 8) for o in outputs)
 
 
 def _secret(value: Any) -> str | None:

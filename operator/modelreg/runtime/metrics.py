@@ -1,8 +1,14 @@
 """Prometheus metrics of the model server, served at GET /metrics.
 
-Created by `modelreg.runtime.server` and updated by `modelreg.runtime.http` once per request to a
-model endpoint (health probes and /metrics itself are not counted, so scrapes and kubelet probes
-do not drown the traffic). Each server has its own registry: tests can run several in a process.
+Created by `modelreg.runtime.server` and updated by `modelreg.runtime.http` and
+`modelreg.runtime.grpc` once per request to a model endpoint (health probes, server metadata and
+/metrics itself are not counted, so scrapes and kubelet probes do not drown the traffic). The
+request metrics carry `protocol` ("http" or "grpc"); `status` is the HTTP status for http and the
+gRPC status code's name (OK, INVALID_ARGUMENT, ...) for grpc. Each server has its own registry:
+tests can run several in a process.
+
+The batch histograms are updated once per prediction by `modelreg.runtime.batching` (only when
+batching is on), through the observer `modelreg.runtime.server` gives it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+# Rows and requests per batched prediction (MODELREG_BATCH_MAX_SIZE is at most 65536).
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 
 
 class Metrics:
@@ -44,16 +52,17 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._model = model
         self._version = version
-        labels = ("model", "version", "endpoint", "status")
+        labels = ("model", "version", "endpoint", "status", "protocol")
         self._requests = Counter(
             "modelreg_runtime_requests",
-            "Requests to model endpoints, by endpoint (infer, metadata, ready) and HTTP status.",
+            "Requests to model endpoints, by endpoint (infer, metadata, ready), status (HTTP "
+            "status, or gRPC code name) and protocol (http, grpc).",
             labels,
             registry=self.registry,
         )
         self._latency = Histogram(
             "modelreg_runtime_request_duration_seconds",
-            "Time from request to response at the server, by endpoint and HTTP status.",
+            "Time from request to response at the server, by endpoint, status and protocol.",
             labels,
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -73,8 +82,9 @@ class Metrics:
         self._rejected = Counter(
             "modelreg_runtime_rejected_requests",
             "Requests refused with 503 and Retry-After because every worker was busy and the "
-            "queue full (MODELREG_WORKERS, MODELREG_MAX_QUEUE), by endpoint.",
-            ("model", "version", "endpoint", "reason"),
+            "queue full (MODELREG_WORKERS, MODELREG_MAX_QUEUE), by endpoint and protocol (gRPC: "
+            "RESOURCE_EXHAUSTED).",
+            ("model", "version", "endpoint", "reason", "protocol"),
             registry=self.registry,
         )
         queued_gauge = Gauge(
@@ -86,27 +96,49 @@ class Metrics:
         ).labels(model, version)
         if queued is not None:
             queued_gauge.set_function(queued)
+        self._batch_rows = Histogram(
+            "modelreg_runtime_batch_rows",
+            "Rows in each prediction made by the batcher (MODELREG_BATCH_MAX_SIZE above 1; a "
+            "request that cannot be batched counts as a prediction of its own).",
+            ("model", "version"),
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        ).labels(model, version)
+        self._batch_requests = Histogram(
+            "modelreg_runtime_batch_requests",
+            "Requests answered by each prediction made by the batcher.",
+            ("model", "version"),
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        ).labels(model, version)
         # Label lookups cost more than the increments; keep the children.
-        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._children: dict[tuple[str, int | str, str], tuple[Counter, Histogram]] = {}
 
-    def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        key = (endpoint, status)
+    def observe(
+        self, endpoint: str, status: int | str, seconds: float, protocol: str = "http"
+    ) -> None:
+        key = (endpoint, status, protocol)
         children = self._children.get(key)
         if children is None:
-            values = (self._model, self._version, endpoint, str(status))
+            values = (self._model, self._version, endpoint, str(status), protocol)
             children = (self._requests.labels(*values), self._latency.labels(*values))
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
 
-    def rejected(self, endpoint: str) -> None:
-        self._rejected.labels(self._model, self._version, endpoint, "overloaded").inc()
+    def rejected(self, endpoint: str, protocol: str = "http") -> None:
+        self._rejected.labels(self._model, self._version, endpoint, "overloaded", protocol).inc()
 
     def started(self) -> None:
         self._in_flight.inc()
 
     def finished(self) -> None:
         self._in_flight.dec()
+
+    def batched(self, rows: int, requests: int) -> None:
+        """One prediction made by `modelreg.runtime.batching`."""
+        self._batch_rows.observe(rows)
+        self._batch_requests.observe(requests)
 
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)

@@ -11,8 +11,11 @@ Callers:
 
 The server binds first and loads second: liveness answers while the artifact downloads, and
 readiness (and every model endpoint) is 503 until the digest has been checked and the model
-loaded. On SIGTERM uvicorn stops accepting connections and lets the requests in flight finish
-(up to MODELREG_GRACEFUL_TIMEOUT_SECONDS), then the executor's threads and processes stop.
+loaded. The gRPC server (`modelreg.runtime.grpc`, MODELREG_GRPC_PORT, 0 for none) is bound in
+the same start-up, before the load, and is NOT_SERVING in grpc.health.v1 until the model is ready.
+On SIGTERM uvicorn stops accepting connections and lets the requests in flight finish (up to
+MODELREG_GRACEFUL_TIMEOUT_SECONDS); the gRPC server drains at the same time, within the same
+timeout; then the executor's threads and processes stop.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvicorn
@@ -34,6 +37,7 @@ from pydantic import ValidationError
 
 from modelreg.runtime.dataplane import DataPlane
 from modelreg.runtime.errors import ModelLoadError
+from modelreg.runtime.grpc import GrpcServer
 from modelreg.runtime.http import RuntimeApp, create_app
 from modelreg.runtime.metrics import Metrics
 from modelreg.runtime.settings import ArtifactFormat, RuntimeSettings
@@ -52,8 +56,21 @@ _ENV_NAMES = {
 }
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, saying when its graceful shutdown begins: gRPC drains alongside HTTP."""
+
+    def __init__(self, config: uvicorn.Config, shutting_down: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._shutting_down = shutting_down
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._shutting_down()
+        await super().shutdown(sockets=sockets)
+
+
 class RuntimeServer:
-    """One model server: a data plane, its app, and the uvicorn server running it."""
+    """One model server: a data plane, its app, the uvicorn server running it, and its gRPC
+    server (unless MODELREG_GRPC_PORT is 0)."""
 
     def __init__(self, settings: RuntimeSettings, *, plane: DataPlane | None = None) -> None:
         self.settings = settings
@@ -62,8 +79,21 @@ class RuntimeServer:
         self.metrics = Metrics(
             self.plane.name, self.plane.version, queued=lambda: float(executor.queued)
         )
+        if self.plane.batcher is not None:
+            metrics = self.metrics
+            self.plane.batcher.observers.append(lambda d: metrics.batched(d.rows, d.requests))
         self.exit_code = EXIT_OK
         self._load_task: asyncio.Task[None] | None = None
+        self.grpc: GrpcServer | None = None
+        if settings.grpc_port:
+            self.grpc = GrpcServer(
+                self.plane,
+                self.metrics,
+                host=settings.http_host,
+                port=settings.grpc_port,
+                max_message_bytes=settings.max_request_bytes,
+            )
+        self._grpc_stop: asyncio.Task[None] | None = None
         self.app: RuntimeApp = create_app(
             self.plane,
             self.metrics,
@@ -71,7 +101,7 @@ class RuntimeServer:
             on_startup=self._startup,
             on_shutdown=self._shutdown,
         )
-        self.server = uvicorn.Server(
+        self.server = _Uvicorn(
             uvicorn.Config(
                 self.app,
                 host=settings.http_host,
@@ -86,7 +116,8 @@ class RuntimeServer:
                 # Longer than the idle timeouts of common proxies, so they close first.
                 timeout_keep_alive=75,
                 timeout_graceful_shutdown=settings.graceful_timeout_seconds,
-            )
+            ),
+            self._stop_grpc,
         )
 
     def run(self, sockets: list[socket.socket] | None = None) -> int:
@@ -104,10 +135,27 @@ class RuntimeServer:
 
     async def _startup(self) -> None:
         self.metrics.set_ready(False)
+        if self.grpc is not None:
+            try:
+                await self.grpc.start()
+            except OSError as e:
+                log.error("%s", e)
+                raise
         if self.plane.model is not None:  # injected, already loaded
-            self.metrics.set_ready(True)
+            await self._ready()
             return
         self._load_task = asyncio.create_task(self._load(), name="load-model")
+
+    async def _ready(self) -> None:
+        self.metrics.set_ready(True)
+        if self.grpc is not None:
+            await self.grpc.set_serving(True)
+
+    def _stop_grpc(self) -> None:
+        """Begin the gRPC server's graceful stop (once), on the event loop."""
+        if self.grpc is not None and self._grpc_stop is None:
+            grace = float(self.settings.graceful_timeout_seconds)
+            self._grpc_stop = asyncio.create_task(self.grpc.stop(grace), name="stop-grpc")
 
     async def _load(self) -> None:
         try:
@@ -127,7 +175,7 @@ class RuntimeServer:
                 self.exit_code = EXIT_LOAD_FAILED
                 self.stop()
             return
-        self.metrics.set_ready(True)
+        await self._ready()
 
     async def _shutdown(self) -> None:
         self.metrics.set_ready(False)
@@ -135,7 +183,11 @@ class RuntimeServer:
             self._load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._load_task
-        # uvicorn has drained the requests in flight before the lifespan shutdown.
+        # uvicorn has drained the HTTP requests in flight before the lifespan shutdown; the gRPC
+        # ones drain from the same moment (or now, when uvicorn never started serving).
+        self._stop_grpc()
+        if self._grpc_stop is not None:
+            await self._grpc_stop
         self.plane.close()
 
 
@@ -155,7 +207,8 @@ def _write_termination_log(settings: RuntimeSettings, message: str) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m modelreg.runtime",
-        description="Serve one verified model over the Open Inference Protocol v2 (REST). "
+        description="Serve one verified model over the Open Inference Protocol v2 (REST and "
+        "gRPC). "
         "Every option can also come from the environment (MODELREG_<OPTION>); flags win.",
     )
     p.add_argument("--model-name", help="name served under /v2/models/<name>")
@@ -170,7 +223,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--s3-endpoint", help="endpoint URL of an S3-compatible store")
     p.add_argument("--http-host", "--host", help="address to bind (default 0.0.0.0)")
     p.add_argument("--http-port", "--port", type=int, help="port to bind (default 8080)")
+    p.add_argument(
+        "--grpc-port", type=int, help="gRPC port on the same address (default 9000; 0: no gRPC)"
+    )
     p.add_argument("--model-dir", help="writable directory for the downloaded artifact")
+    p.add_argument(
+        "--batch-max-size", type=int, help="rows one batched prediction may hold (default 1: off)"
+    )
+    p.add_argument(
+        "--batch-max-wait-ms", type=float, help="longest a batch waits for more (default 1)"
+    )
     p.add_argument(
         "--allow-pickle",
         action="store_true",
@@ -211,13 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     log.info(
-        "serving %s version %s (%s) from %s on %s:%d",
+        "serving %s version %s (%s) from %s on %s:%d (gRPC: %s)",
         settings.model_name,
         settings.model_version,
         settings.artifact_format.value,
         settings.artifact_uri or settings.artifact_path,
         settings.http_host,
         settings.http_port,
+        settings.grpc_port or "off",
     )
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the previous handler; a
     # no-op one lets the drained server return and the process exit 0 instead of dying by signal.

@@ -19,7 +19,9 @@ import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
 from modelreg import Client
 from tests.e2e.helpers import REPO, S3, Kubectl, wait_for
@@ -127,6 +129,52 @@ def test_kubectl_apply_to_a_correct_prediction_through_the_service(
     assert str(doc["model_version"]) == "1"
     # The operator in its pod did this: its log shows the reconcile, in-cluster.
     assert "iris" in release.logs()
+
+
+def test_grpc_prediction_through_the_service_with_tritonclient(
+    release: Release, apps: Registry, kubectl: Kubectl, onnx_model: Onnx
+) -> None:
+    """The Open Inference Protocol v2 over gRPC, from the serving pod through the Service's grpc
+    port, with Triton's own gRPC client: health, metadata, and infer with raw tensors."""
+    model = "iris-grpc"
+    apps.model(model, serving=serving())
+    uri, sha = apps.artifact(model, 1, onnx_model.data)
+    apps.version(model, 1, "Production", uri=uri, sha256=sha)
+    apps.wait_phase(model, 1, "Serving", timeout=180)
+    svc = kubectl.get("service", model, release.apps)
+    assert svc is not None
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["grpc"]["port"] == 9000, ports
+    assert ports["grpc"].get("appProtocol") == "grpc", ports
+    host = f"{svc['spec']['clusterIP']}:9000"
+    client = grpcclient.InferenceServerClient(url=host)
+    try:
+        wait_for(lambda: _grpc_ready(client, model), timeout=60, what="the model ready over gRPC")
+        meta = client.get_model_metadata(model, as_json=True)
+        assert meta["name"] == model
+        assert meta["versions"] == ["1"], meta
+        expected = onnx_model.expected()
+        inp = grpcclient.InferInput("X", list(onnx_model.sample.shape), "FP32")
+        inp.set_data_from_numpy(onnx_model.sample)
+        result = client.infer(model, [inp])
+        for name, want in expected.items():
+            got = result.as_numpy(name)
+            assert got is not None, f"no output {name} in {result.get_response(as_json=True)}"
+            assert np.allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-6), name
+        assert result.get_response(as_json=True)["model_version"] == "1"
+        # An unknown model is NOT_FOUND with the server's message, as over REST's 404.
+        with pytest.raises(grpcclient.InferenceServerException) as err:
+            client.infer("no-such-model", [inp])
+        assert err.value.status() == "StatusCode.NOT_FOUND", err.value
+    finally:
+        client.close()
+
+
+def _grpc_ready(client: Any, model: str) -> bool:
+    try:
+        return bool(client.is_server_ready() and client.is_model_ready(model))
+    except grpcclient.InferenceServerException:  # not reachable yet (kube-proxy's rules)
+        return False
 
 
 @pytest.mark.timeout(1500)
@@ -260,7 +308,7 @@ def test_operator_service_account_cannot_read_secrets_elsewhere(
 
 OURS = (
     "kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok", "versitygw", "socat",
-    "containerd", "kubelet", "kube-proxy", "python",
+    "containerd", "kubelet", "kube-proxy", "metrics-server", "python",
 )  # fmt: skip
 
 

@@ -112,6 +112,7 @@ def settings_for(art: Artifact, **overrides: Any) -> RuntimeSettings:
         "artifact_format": art.format,
         "http_host": "127.0.0.1",
         "http_port": 0,
+        "grpc_port": 0,  # off: test_grpc turns it on, on a port of its own
         "termination_log": None,
         "exit_on_load_failure": False,
     }
@@ -138,13 +139,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
 
 
 @contextmanager
-def serve(settings: RuntimeSettings, *, wait_ready: bool = True) -> Iterator[Running]:
+def serve(
+    settings: RuntimeSettings, *, wait_ready: bool = True, plane: DataPlane | None = None
+) -> Iterator[Running]:
     """A real server on 127.0.0.1:<random> in a thread; stopped gracefully at exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = RuntimeServer(settings)
+    server = RuntimeServer(settings, plane=plane)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

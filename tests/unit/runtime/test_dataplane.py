@@ -100,6 +100,7 @@ def _settings(artifacts: Artifacts, tmp_path: Path, **overrides: Any) -> Runtime
         "aws_secret_access_key": "very-secret",
         "http_host": "127.0.0.1",
         "http_port": 0,
+        "grpc_port": 0,  # off: not 9000, which another server here may hold
         "termination_log": None,
         "exit_on_load_failure": False,
     }

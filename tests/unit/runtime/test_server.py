@@ -142,6 +142,7 @@ def _free_port() -> int:
 def _process_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELREG_", "AWS_"))}
     env["PYTHONPATH"] = str(REPO / "operator")
+    env["MODELREG_GRPC_PORT"] = "0"  # not 9000: other runtimes may run on this machine
     env.update(extra)
     return env
 
