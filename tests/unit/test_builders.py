@@ -283,3 +283,11 @@ def test_batching_reaches_the_builtin_runtime_as_its_settings() -> None:
         "containers"
     ]
     assert "MODELREG_BATCH_MAX_SIZE" not in {e["name"] for e in c["env"]}
+
+
+def test_a_model_can_turn_batching_off() -> None:
+    (c,) = builders.build_deployment(_model(batching={"maxBatchSize": 1}), _mv(), DEFAULTS)["spec"][
+        "template"
+    ]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MODELREG_BATCH_MAX_SIZE"] == "1"

@@ -263,6 +263,29 @@ def _model_schema() -> Schema:
             "spec.aliases: 'latest' and v<N> are reserved, they already mean a version",
         ),
     ]
+    rollout = spec["properties"]["rollout"]
+    rollout["properties"]["steps"]["x-kubernetes-validations"] = [
+        _rule("self[size(self) - 1] == 100", "spec.rollout.steps must end at 100"),
+        _rule(
+            "self.isSorted() && self.all(x, self.exists_one(y, y == x))",
+            "spec.rollout.steps must increase: each percentage above the one before",
+        ),
+    ]
+    rollout["properties"]["analysis"]["x-kubernetes-validations"] = [
+        _rule(
+            "has(self.maxErrorRate) || has(self.maxP99LatencyMs)",
+            "spec.rollout.analysis needs maxErrorRate, maxP99LatencyMs or both",
+        )
+    ]
+    spec["x-kubernetes-validations"] = [
+        _rule(
+            "!has(self.rollout) || !has(self.rollout.analysis) || !has(self.serving) || "
+            "!has(self.serving.runtime) || self.serving.runtime == 'builtin'",
+            "spec.rollout.analysis reads modelreg_runtime_requests_total and "
+            "modelreg_runtime_request_duration_seconds from the canary pods' /metrics, which only "
+            "the builtin runtime exports: it cannot judge spec.serving.runtime mlserver or custom",
+        )
+    ]
     gate = spec["properties"]["promotion"]["properties"]["gates"]["items"]
     gate["x-kubernetes-validations"] = [
         _rule("has(self.min) || has(self.max)", "a gate needs min, max or both"),

@@ -182,6 +182,60 @@ class Promotion(_Wire):
     )
 
 
+class Strategy(enum.StrEnum):
+    """How a new production version takes over from the serving one."""
+
+    BLUE_GREEN = "BlueGreen"
+    CANARY = "Canary"
+
+
+class Analysis(_Wire):
+    max_error_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Most share of the canary's inference requests answered with a server error "
+        "(HTTP 5xx; gRPC INTERNAL, UNKNOWN, UNAVAILABLE, DATA_LOSS, DEADLINE_EXCEEDED).",
+    )
+    max_p99_latency_ms: float | None = Field(
+        default=None,
+        ge=0.001,
+        le=600_000,
+        description="Most p99 latency of the canary's inference requests, in milliseconds, as the "
+        "runtime measures it (modelreg_runtime_request_duration_seconds).",
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description="A step is judged once the canary answered this many requests in it, and "
+        "ends only then: a canary that gets no traffic does not advance.",
+    )
+
+
+class Rollout(_Wire):
+    strategy: Strategy = Field(
+        default=Strategy.BLUE_GREEN,
+        description="BlueGreen: the Service switches when the new Deployment is Available. "
+        "Canary: the new version takes a growing share of traffic, step by step.",
+    )
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=lambda: [25, 50, 100],
+        min_length=1,
+        max_length=10,
+        description="Canary: the traffic percentages, increasing, ending at 100. The share is "
+        "that of the canary's ready pods among all the Service's: see docs/concepts.md.",
+    )
+    step_seconds: int = Field(
+        default=60, ge=1, le=86_400, description="Canary: how long each step lasts."
+    )
+    analysis: Analysis | None = Field(
+        default=None,
+        description="Canary: the limits each step is judged on, from the canary pods' /metrics "
+        "(builtin runtime only). A breach rolls back: the version is Failed with the figures.",
+    )
+
+
 class Retention(_Wire):
     keep_archived: int = Field(
         ge=0,
@@ -311,9 +365,10 @@ class Autoscaling(_Wire):
 class Batching(_Wire):
     max_batch_size: int = Field(
         default=32,
-        ge=2,
+        ge=1,
         le=65536,
-        description="Most rows in one prediction: concurrent requests are batched up to this.",
+        description="Most rows in one prediction: concurrent requests are batched up to this; "
+        "1 turns batching off.",
     )
     max_wait_ms: float = Field(
         default=1.0,
@@ -350,8 +405,9 @@ class Serving(_Wire):
     progress_deadline_seconds: int = Field(default=300, ge=5, le=3600)
     batching: Batching | None = Field(
         default=None,
-        description="Adaptive batching in the builtin runtime (off when unset). It pays off for "
-        "models whose prediction costs more than the per-call overhead; see docs/operator.md.",
+        description="Adaptive batching in the builtin runtime. Unset: the runtime's default for "
+        "the artifact's format (32 rows for sklearn, skops, xgboost and LightGBM; off for ONNX, "
+        "whose small graphs answer faster on the event loop); see docs/operator.md.",
     )
     autoscaling: Autoscaling | None = Field(
         default=None,
@@ -382,6 +438,7 @@ class ModelSpec(_Wire):
         description="Where the operator reads the advisory database that versions' packages are "
         "audited against (overrides the operator's advisoryDatabase setting).",
     )
+    rollout: Rollout = Field(default_factory=Rollout)
     retention: Retention | None = None
     notifications: list[Notification] = Field(default_factory=list, max_length=8)
 
@@ -405,6 +462,25 @@ class DeliveryStatus(_Wire):
     last_error: Annotated[str, StringConstraints(max_length=1024)] | None = None
 
 
+class CanaryStatus(_Wire):
+    version: int = Field(description="The version being rolled out as a canary.")
+    stable: int = Field(description="The version that served before it and serves the rest.")
+    step: int = Field(description="The current step, from 1.")
+    steps: int = Field(description="How many steps there are.")
+    weight: int = Field(description="The step's percentage (spec.rollout.steps).")
+    canary_replicas: int
+    stable_replicas: int
+    share: float = Field(description="The canary's share of ready pods behind the Service now.")
+    step_started_at: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="When the step's pods were all ready and its clock started."
+    )
+    requests: int | None = Field(default=None, description="Canary requests in this step.")
+    errors: int | None = None
+    error_rate: float | None = None
+    p99_latency_ms: float | None = None
+    message: Annotated[str, StringConstraints(max_length=LONG_STR)] = ""
+
+
 class ModelStatus(_Wire):
     observed_generation: int | None = None
     production_version: int | None = None
@@ -424,6 +500,9 @@ class ModelStatus(_Wire):
         ),
     )
     notifications: list[DeliveryStatus] = Field(default_factory=list, max_length=8)
+    canary: CanaryStatus | None = Field(
+        default=None, description="The canary rollout under way (spec.rollout.strategy Canary)."
+    )
     conditions: list[Condition] = Field(default_factory=list, max_length=LIST_MAX)
 
 

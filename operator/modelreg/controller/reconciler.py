@@ -28,10 +28,11 @@ from modelreg.adapters import kube as k8s
 from modelreg.adapters import objectstore as store
 from modelreg.api.models import Model, ModelStatus, ModelVersion, ModelVersionStatus, Phase
 from modelreg.controller import metrics
+from modelreg.controller.analyst import Analyst, Window
 from modelreg.controller.auditor import Auditor
 from modelreg.controller.notifier import Notifier
 from modelreg.controller.verifier import Verifier
-from modelreg.lifecycle import builders, naming, notify, retention
+from modelreg.lifecycle import builders, canary, naming, notify, retention
 from modelreg.lifecycle import plan as lifecycle
 from modelreg.lifecycle.patch import merge_patch
 from modelreg.settings import OperatorSettings
@@ -111,11 +112,32 @@ def compact_slice(body: Mapping[str, Any]) -> bytes:
         {
             "targetRef": {k: (e.get("targetRef") or {}).get(k) for k in ("kind", "name")},
             "conditions": {"ready": (e.get("conditions") or {}).get("ready")},
+            # A canary's analysis reads each canary pod's /metrics at its address.
+            "addresses": list(e.get("addresses") or [])[:1],
         }
         for e in body.get("endpoints") or []
     ]
-    slim = {"metadata": {"labels": {lifecycle.SERVICE_NAME_LABEL: name}}, "endpoints": endpoints}
+    ports = [{"name": p.get("name"), "port": p.get("port")} for p in body.get("ports") or []]
+    slim = {
+        "metadata": {"labels": {lifecycle.SERVICE_NAME_LABEL: name}},
+        "endpoints": endpoints,
+        "ports": ports,
+    }
     return json.dumps(slim, separators=(",", ":")).encode()
+
+
+def canary_targets(slices: list[Body], deployment: str) -> tuple[tuple[str, str], ...]:
+    """(pod, its /metrics URL) of the ready pods of `deployment` behind the Service's slices."""
+    out = []
+    for s in slices:
+        port = next((p.get("port") for p in s.get("ports") or [] if p.get("name") == "http"), None)
+        for ep in s.get("endpoints") or []:
+            pod = str((ep.get("targetRef") or {}).get("name") or "")
+            addresses = ep.get("addresses") or []
+            ready = (ep.get("conditions") or {}).get("ready") is not False
+            if port and addresses and ready and pod.startswith(deployment + "-"):
+                out.append((pod, f"http://{addresses[0]}:{port}/metrics"))
+    return tuple(sorted(out))
 
 
 def expand(packed: bytes) -> Body:
@@ -163,6 +185,7 @@ class Reconciler:
     verifier: Verifier | None = None
     auditor: Auditor | None = None
     notifier: Notifier | None = None
+    analyst: Analyst | None = None
     on_pass: Callable[[ModelKey], None] | None = None
 
     def __post_init__(self) -> None:
@@ -186,6 +209,8 @@ class Reconciler:
             self.auditor = Auditor(self.settings, self.verifier, lambda key: self.kick(*key))
         if self.notifier is None:
             self.notifier = Notifier(self.kube, self.settings, lambda key: self.kick(*key))
+        if self.analyst is None:
+            self.analyst = Analyst(kick=self.kick)
 
     async def close(self) -> None:
         for slot in self._slots.values():
@@ -199,6 +224,8 @@ class Reconciler:
             await self.verifier.close()
         if self.notifier is not None:
             await self.notifier.close()
+        if self.analyst is not None:
+            await self.analyst.close()
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):
@@ -310,9 +337,11 @@ class Reconciler:
         )
         deployments = [lifecycle.deployment_state(b) for b in deployment_bodies]
         service = None
+        slices: list[Body] = []
         if services:
             slices = [expand(b) for b in self.caches.endpoints.get(key) or []]
             service = lifecycle.service_state(services[0], slices)
+        measured = self._measure(key, model, slices)
         autoscaler = lifecycle.autoscaler_state(hpas[0]) if hpas else None
         cached = (
             {("Deployment", d.name) for d in deployments}
@@ -343,12 +372,42 @@ class Reconciler:
                 withdraw_grace_seconds=self.settings.withdraw_grace_seconds,
                 audits=audits,
                 autoscaler=autoscaler,
+                measured=measured,
             )
             if await self._apply_children(key, model, cached, result):
                 break
         await self._apply(key, model, versions, result)
+        status = result.model_status or (model.status if model is not None else None)
+        if self.analyst is not None and (status is None or status.canary is None):
+            self.analyst.stop(key)  # no canary (any more): no scraping
         self._count_phases(key, versions, result)
         self._wake_later(key, result.wake_after)
+
+    def _measure(
+        self, key: ModelKey, model: Model | None, slices: list[Body]
+    ) -> canary.Measured | None:
+        """The analyst's figures for the canary step the Model's status says is under way."""
+        st = model.status.canary if model is not None else None
+        if self.analyst is None or st is None or st.step_started_at is None:
+            return None
+        window = Window(
+            version=st.version,
+            step=st.step - 1,
+            started_at=st.step_started_at,
+            targets=canary_targets(slices, naming.deployment_name(key[1], st.version)),
+        )
+        figures = self.analyst.measure(key, window)
+        if figures is None:
+            return None
+        return canary.Measured(
+            version=window.version,
+            step=window.step,
+            started_at=window.started_at,
+            requests=figures.requests,
+            errors=figures.errors,
+            p99_ms=figures.p99_ms,
+            problem=self.analyst.errors(key),
+        )
 
     def _wake_later(self, key: ModelKey, seconds: float | None) -> None:
         timer = self._wake.pop(key, None)

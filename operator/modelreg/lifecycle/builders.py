@@ -200,9 +200,10 @@ def build_deployment(
     an operator upgrade with a new default image does not re-roll every serving Deployment.
     `artifact_size` (else the size in its status) bounds the model volume;
     `artifact_version_id` (else its status's) is the S3 version the pod fetches.
-    With `spec.serving.autoscaling` the HorizontalPodAutoscaler owns the replica count: `replicas`
-    (see `start_replicas`) is what the Deployment is written with, and the spec hash leaves it
-    out, so a change of scale is never a change of spec that the planner would write back.
+    `replicas` overrides spec.serving.replicas (a canary step's count). With
+    `spec.serving.autoscaling` the HorizontalPodAutoscaler owns the count: `replicas` (see
+    `start_replicas`) is what the Deployment is written with, and the spec hash leaves it out, so a
+    change of scale is never a change of spec that the planner would write back.
     """
     serving = model.spec.serving
     name = naming.deployment_name(model.metadata.name, mv.spec.version)
@@ -238,7 +239,7 @@ def build_deployment(
     if serving.service_account_name:
         pod_spec["serviceAccountName"] = serving.service_account_name
     auto = serving.autoscaling
-    count = serving.replicas if auto is None else replicas or auto.min_replicas
+    count = replicas if replicas is not None else auto.min_replicas if auto else serving.replicas
     spec: Body = {
         "replicas": count,
         "progressDeadlineSeconds": serving.progress_deadline_seconds,
@@ -262,6 +263,11 @@ def build_deployment(
         },
         "spec": spec,
     }
+
+
+def deployment_hash(model: Model, spec: Body) -> str:
+    """The spec hash a Deployment with this spec carries (see `build_deployment`)."""
+    return spec_hash(_hashed(spec, model.spec.serving.autoscaling))
 
 
 def _hashed(spec: Body, auto: Autoscaling | None) -> Body:
@@ -323,11 +329,19 @@ def build_autoscaler(model: Model, version: int) -> Body:
     }
 
 
-def build_service(model: Model, version: int) -> Body:
-    """The stable Service `<model>`, selecting the pods of the serving version; owned by the Model."""
+def build_service(model: Model, version: int | None) -> Body:
+    """The stable Service `<model>`, selecting the pods of the serving version; owned by the Model.
+
+    `version` None: every serving pod of the Model, the stable version's and a canary's (see
+    `modelreg.lifecycle.canary`)."""
+    selector = (
+        naming.selector_labels(model.metadata.name, version)
+        if version is not None
+        else {naming.MODEL_LABEL: naming.shorten(model.metadata.name)}
+    )
     spec: Body = {
         "type": "ClusterIP",
-        "selector": naming.selector_labels(model.metadata.name, version),
+        "selector": selector,
         "ports": [
             {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
         ],

@@ -29,6 +29,7 @@ from modelreg.api.models import (
     ArtifactStatus,
     AuditGate,
     AuditStatus,
+    CanaryStatus,
     Condition,
     Finding,
     HistoryEntry,
@@ -40,11 +41,13 @@ from modelreg.api.models import (
     PinnedImage,
     ServingStatus,
     Stage,
+    Strategy,
 )
 from modelreg.lifecycle import (
     advisories,
     aliases,
     builders,
+    canary,
     conditions,
     gates,
     naming,
@@ -357,6 +360,9 @@ class _Version:
     # (reason, message) when the audit gate keeps it out of Staging and Production
     audit_block: tuple[str, str] | None = None
     body: Body | None = None  # the Deployment it would run (versions asking for Production)
+    # The spec hash of the attempt (its Deployment at its full count): a canary step's count
+    # changes `body`, not the attempt a failure is recorded against.
+    attempt: str = ""
 
     @property
     def n(self) -> int:
@@ -376,7 +382,7 @@ class _Version:
         version, or a fixed Model (another spec hash), is a new attempt."""
         st = self.mv.status
         return st.failed_generation == self.mv.metadata.generation and (
-            st.failed_spec_hash is None or st.failed_spec_hash == self.spec_hash
+            st.failed_spec_hash is None or st.failed_spec_hash == (self.attempt or self.spec_hash)
         )
 
 
@@ -482,6 +488,7 @@ class _Verdicts:
     handover: str | None = None  # why a version that no longer asks for Production still serves
     handover_pending: str | None = None  # the same, while its successor is still being verified
     withdraw_at: str | None = None  # nobody asks for Production: it is withdrawn at this time
+    canary: CanaryStatus | None = None  # a canary rollout under way (the Model's status.canary)
 
 
 def plan(
@@ -502,6 +509,7 @@ def plan(
     withdraw_grace_seconds: float = 0.0,
     audits: dict[str, AuditVerdict] | None = None,
     autoscaler: AutoscalerState | None = None,
+    measured: canary.Measured | None = None,
 ) -> Plan:
     """Everything the reconciler does for one Model, from what it sees.
 
@@ -570,6 +578,13 @@ def plan(
     # version may have been deleted (Argo CD's prune of v3.yaml when v4.yaml replaces it): its
     # Deployment belongs to the Model and keeps serving until the planner hands over.
     current = service.version if service else None
+    if service is not None and current is None:
+        # A canary's Service selects every serving pod of the Model: the stable version is the
+        # one whose status says Serving (the canary is Rolling until the switch).
+        holders = [
+            v.n for v in views.values() if v.mv.status.phase is Phase.SERVING and v.n in deps
+        ]
+        current = max(holders, default=None)
     if current is not None and (current not in deps or model is None):
         current = None
 
@@ -593,23 +608,17 @@ def plan(
         if service_taken or taken:
             verdicts.conflict[v.n] = service_taken or taken or ""
             continue
-        recorded = v.art.status or v.mv.status.artifact
         auto = model.spec.serving.autoscaling
         # Under autoscaling a Deployment keeps the count the autoscaler gave it, and a new one
         # starts at the serving one's.
         own = deps.get(v.n) or (deps.get(current) if current is not None else None)
-        v.body = builders.build_deployment(
+        v.body = _deployment(
             model,
-            v.mv,
+            v,
             defaults,
-            pinned_default=_pinned(model, v.mv),
-            artifact_size=recorded.size_bytes if recorded is not None else None,
-            artifact_version_id=recorded.version_id if recorded is not None else None,
-            replicas=(
-                builders.start_replicas(auto, own.replicas if own is not None else None)
-                if auto is not None
-                else None
-            ),
+            builders.start_replicas(auto, own.replicas if own is not None else None)
+            if auto is not None
+            else None,
         )
         refused = rejected.get(v.body["metadata"]["name"])
         if refused is not None and refused.spec_hash == v.spec_hash:
@@ -623,10 +632,25 @@ def plan(
             candidate = v
 
     serving = current
+    shared = False  # the Service selects the stable version's pods and the canary's
+    if candidate is not None and candidate.body is not None and model is not None:
+        step = _canary_step(model, candidate, current, deps, verdicts, measured, now)
+        if step is not None:
+            candidate.attempt = candidate.spec_hash
+            candidate.body = _deployment(model, candidate, defaults, step.replicas)
+            shared = not step.switch and step.failed is None
+            if step.wake_after is not None:
+                out.wake_after = step.wake_after
     if candidate is not None and candidate.body is not None:
         body = candidate.body
         dep = deps.get(candidate.n)
-        same = dep is not None and dep.spec_hash == candidate.spec_hash
+        same = (
+            dep is not None
+            and dep.spec_hash == candidate.spec_hash
+            and dep.replicas == body["spec"]["replicas"]
+            if shared
+            else dep is not None and dep.spec_hash == candidate.spec_hash
+        )
         if not same and candidate.n not in verdicts.invalid:
             out.apply_deployments.append(body)
         if candidate.n == current:
@@ -638,9 +662,11 @@ def plan(
                     f"{model.spec.serving.progress_deadline_seconds} ({dep.ready_replicas} ready); "  # type: ignore[union-attr]
                     "the previous pods keep serving"
                 )
-        elif dep is not None and dep.available and same:
-            serving = candidate.n  # blue/green: switch now that the new Deployment is Available
-        elif dep is not None and same and dep.deadline_exceeded:
+        elif candidate.n in verdicts.failed and dep is not None:
+            # The canary's analysis was breached: the stable version takes all traffic again.
+            out.apply_deployments = [b for b in out.apply_deployments if b is not body]
+            out.delete_deployments.append(dep.name)
+        elif dep is not None and dep.deadline_exceeded and (same or shared):
             deadline = model.spec.serving.progress_deadline_seconds  # type: ignore[union-attr]
             verdicts.failed[candidate.n] = (
                 f"the Deployment {dep.name} did not become Available within "
@@ -649,6 +675,11 @@ def plan(
             )
             out.apply_deployments = [b for b in out.apply_deployments if b is not body]
             out.delete_deployments.append(dep.name)
+            shared, verdicts.canary = False, None
+        elif shared:
+            pass  # a canary step: both versions serve through the Service
+        elif dep is not None and dep.available and same:
+            serving = candidate.n  # blue/green: switch now that the new Deployment is Available
     elif current is not None:
         # No version can take over. A version that served and no longer asks for Production
         # (demoted, or deleted by a GitOps prune) keeps serving while another one asks for it
@@ -688,7 +719,9 @@ def plan(
     for n, dep in deps.items():
         if n in keep or dep.name in out.delete_deployments:
             continue
-        if not drained and dep.available:
+        if not drained and dep.available and not shared:
+            # (During a canary the Service selects every pod of the Model: anything but the two
+            # versions must go at once, drained by its preStop pause.)
             continue
         out.delete_deployments.append(dep.name)
     for dep in deps.values():
@@ -710,7 +743,7 @@ def plan(
         verdicts.unavailable = d.replicas > 0 and d.ready_replicas == 0
 
     if model is not None and serving is not None and not service_taken:
-        svc = builders.build_service(model, serving)
+        svc = builders.build_service(model, None if shared else serving)
         svc_hash = svc["metadata"]["annotations"][naming.SPEC_HASH]
         refused = rejected.get(svc["metadata"]["name"])
         if refused is not None and refused.spec_hash == svc_hash:
@@ -760,6 +793,85 @@ def plan(
     protected = {n for n in (shown, serving, current, candidate.n if candidate else None) if n}
     out.delete_versions = retention.plan(model, live, protected)
     return out
+
+
+def _deployment(
+    model: Model, v: _Version, defaults: builders.ServingDefaults, replicas: int | None
+) -> Body:
+    """The Deployment version `v` runs, from what its status and artifact verdict recorded."""
+    recorded = v.art.status or v.mv.status.artifact
+    return builders.build_deployment(
+        model,
+        v.mv,
+        defaults,
+        pinned_default=_pinned(model, v.mv),
+        artifact_size=recorded.size_bytes if recorded is not None else None,
+        artifact_version_id=recorded.version_id if recorded is not None else None,
+        replicas=replicas,
+    )
+
+
+def _canary_step(
+    model: Model,
+    candidate: _Version,
+    current: int | None,
+    deps: dict[int, DeploymentState],
+    verdicts: _Verdicts,
+    measured: canary.Measured | None,
+    now: str,
+) -> canary.Step | None:
+    """The step of the candidate's canary, or None when it rolls out blue/green (the strategy, or
+    no version serves to compare it with). A breach is recorded as the candidate's failure."""
+    rollout = model.spec.rollout
+    stable = deps.get(current) if current is not None else None
+    if (
+        rollout.strategy is not Strategy.CANARY
+        or stable is None
+        or stable.replicas < 1
+        or candidate.n == current
+        or candidate.n in verdicts.failed
+    ):
+        return None
+    dep = deps.get(candidate.n)
+    ready_at = dep.replicas if dep is not None and dep.available else None
+    if dep is not None and dep.spec_hash != _hash_at(model, candidate, dep.replicas):
+        ready_at = None  # its pods are not those of the current spec
+    step = canary.advance(
+        rollout,
+        old=model.status.canary,
+        version=candidate.n,
+        stable=stable.version,
+        stable_replicas=stable.replicas,
+        ready_at=ready_at,
+        measured=measured,
+        now=now,
+    )
+    ready_canary = dep.ready_replicas if dep is not None else 0
+    state = canary.status(
+        rollout,
+        step,
+        version=candidate.n,
+        stable=stable.version,
+        stable_replicas=stable.replicas,
+        ready_canary=ready_canary,
+        ready_stable=stable.ready_replicas,
+        measured=measured,
+    )
+    if step.failed is not None:
+        verdicts.failed[candidate.n] = (
+            f"canary analysis failed at step {state.step}/{state.steps} ({state.weight}%, "
+            f"{ready_canary} of {ready_canary + stable.ready_replicas} ready pods): {step.failed}; "
+            f"version {stable.version} takes all traffic again"
+        )
+    elif not step.switch:
+        verdicts.canary = state
+    return step
+
+
+def _hash_at(model: Model, candidate: _Version, replicas: int) -> str:
+    """The candidate's spec hash if its Deployment were written with `replicas`."""
+    assert candidate.body is not None
+    return builders.deployment_hash(model, {**candidate.body["spec"], "replicas": replicas})
 
 
 def _plan_autoscaler(
@@ -853,7 +965,7 @@ def _version_status(
     serving_reason = ""
 
     if failed_message is not None or (is_serving and verdicts.update_failed is not None):
-        failed_generation, failed_hash = gen, v.spec_hash or None
+        failed_generation, failed_hash = gen, v.attempt or v.spec_hash or None
     failed = v.failed_now or failed_message is not None
     failed = failed and desired is Stage.PRODUCTION
 
@@ -955,6 +1067,8 @@ def _version_status(
             if switching
             else "rolling out the serving Deployment; the Service switches when it is Available"
         )
+        if verdicts.canary is not None and verdicts.canary.version == v.n:
+            reason, message = "Canary", verdicts.canary.message
     else:
         stage, phase, ready = Stage.NONE, Phase.SUPERSEDED, True
         reason = "Superseded"
@@ -1147,6 +1261,9 @@ def _model_status(
     elif serving is not None and verdicts.handover_pending is not None:
         ready, reason = True, "Rolling"
         message = f"version {serving} serves; its successor is {verdicts.handover_pending}"
+    elif serving is not None and verdicts.canary is not None:
+        ready, reason = True, "Canary"
+        message = f"version {serving} serves; {verdicts.canary.message}"
     elif serving is not None and (candidate is None or candidate.n == serving):
         ready, reason, message = True, "Serving", f"version {serving} serves production"
     elif serving is not None and candidate is not None:
@@ -1199,9 +1316,24 @@ def _model_status(
         else None,
         aliases=resolved.valid,
         withdraw_at=verdicts.withdraw_at,
+        canary=verdicts.canary,
         notifications=old.notifications,  # the notifier's figures, merged in by the reconciler
         conditions=conds,
     )
+    now_canary, was = verdicts.canary, old.canary
+    if now_canary is not None and (
+        was is None or (was.version, was.step) != (now_canary.version, now_canary.step)
+    ):
+        events.append(
+            _model_event(
+                model,
+                "Normal",
+                "CanaryStep",
+                f"version {now_canary.version}: step {now_canary.step}/{now_canary.steps} "
+                f"({now_canary.weight}%, {now_canary.canary_replicas} canary and "
+                f"{now_canary.stable_replicas} stable pods)",
+            )
+        )
     if verdicts.withdraw_at is not None and old.withdraw_at is None:
         events.append(
             _model_event(

@@ -1,9 +1,10 @@
 """Adaptive batching: concurrent predictions for one model, made as one call on rows stacked.
 
-`modelreg.runtime.dataplane` creates a `Batcher` when MODELREG_BATCH_MAX_SIZE is above 1 and
-calls `predict` for every decoded request instead of predicting it alone. A model whose cost is
-mostly per call (a scikit-learn pipeline spends about half a millisecond per call in Python, for
-1 row or 256) then answers many requests for the price of one call.
+`modelreg.runtime.dataplane` creates a `Batcher` when MODELREG_BATCH_MAX_SIZE (unset: the
+artifact format's default, `settings.BATCH_MAX_SIZE_DEFAULTS`) is above 1 and calls `predict` for
+every decoded request instead of predicting it alone. A model whose cost is mostly per call (a
+scikit-learn pipeline spends about half a millisecond per call in Python, for 1 row or 256) then
+answers many requests for the price of one call.
 
 Which requests share a call: those for the same model whose inputs have the same names,
 datatypes and shapes except dimension 0 (the rows), that ask for the same outputs, and that carry

@@ -10,10 +10,11 @@ the registered signature (MODELREG_SIGNATURE) where `modelreg.runtime.signature`
 
 Inference never blocks the event loop: a small request (MODELREG_INLINE_MAX_BYTES) is answered on
 the loop in tens of microseconds; every other one is admitted by, and runs in, the bounded
-`modelreg.runtime.executor` (503 with Retry-After when it is full). With batching on
-(MODELREG_BATCH_MAX_SIZE above 1) no prediction runs on the loop: small requests are still
-decoded and written there, but every prediction, REST or gRPC, goes through
-`modelreg.runtime.batching`.
+`modelreg.runtime.executor` (503 with Retry-After when it is full), its body counted at its
+Content-Length (MODELREG_MAX_REQUEST_BYTES when unknown). With batching on (MODELREG_BATCH_MAX_SIZE
+above 1; unset, the artifact format's default, `RuntimeSettings.resolved_batch_max_size`) no
+prediction runs on the loop: small requests are still decoded and written there, but every
+prediction, REST or gRPC, goes through `modelreg.runtime.batching`.
 """
 
 from __future__ import annotations
@@ -103,14 +104,18 @@ class DataPlane:
         self.executor = Executor(
             workers=settings.workers,
             max_queue=settings.max_queue,
+            max_queue_bytes=settings.max_queue_bytes,
             retry_after=settings.retry_after_seconds,
             process_min_bytes=settings.codec_process_min_bytes,
         )
+        # Resolved here, from the format the settings name: the batcher must exist before the
+        # server hands it its observers.
+        self.batch_max_size = settings.resolved_batch_max_size
         self.batcher: Batcher | None = None
-        if settings.batch_max_size > 1:
+        if self.batch_max_size > 1:
             self.batcher = Batcher(
                 self.executor,
-                max_rows=settings.batch_max_size,
+                max_rows=self.batch_max_size,
                 max_wait_seconds=settings.batch_max_wait_ms / 1000,
             )
 
@@ -119,6 +124,7 @@ class DataPlane:
     async def load(self) -> None:
         """Fetch, verify and load the artifact. On failure: state FAILED and ModelLoadError."""
         started = time.monotonic()
+        log.info("%s", self.batching_summary())
         try:
             refuse_unsafe(self.settings.artifact_format, self._options)
             path = await self._fetch()
@@ -137,6 +143,22 @@ class DataPlane:
             time.monotonic() - started,
             [s.metadata() for s in shown.inputs],
             [s.metadata() for s in shown.outputs],
+        )
+
+    def batching_summary(self) -> str:
+        """How this server batches, and why: logged at start-up."""
+        s = self.settings
+        why = (
+            "MODELREG_BATCH_MAX_SIZE"
+            if s.batch_max_size is not None
+            else f"the default for format {s.artifact_format.value}; set MODELREG_BATCH_MAX_SIZE "
+            "to change it"
+        )
+        if self.batcher is None:
+            return f"adaptive batching off ({why})"
+        return (
+            f"adaptive batching on: up to {self.batch_max_size} rows a prediction, waiting at "
+            f"most {s.batch_max_wait_ms:g} ms ({why})"
         )
 
     def use(self, model: LoadedModel) -> signatures.Advertised:
@@ -262,12 +284,13 @@ class DataPlane:
         self, name: str, version: str | None, length: int | None, encoding: bytes
     ) -> Admission | None:
         """Before the body is read: None when the request is answered on the event loop (a small
-        uncompressed body), else its admission to the executor. Raises Overloaded (503) when
-        the executor is full, NotFound/NotReady as `resolve` does."""
+        uncompressed body), else its admission to the executor, its body counted at `length`
+        (MODELREG_MAX_REQUEST_BYTES when unknown). Raises Overloaded (503) when the executor is
+        full, NotFound/NotReady as `resolve` does."""
         self.resolve(name, version)
         if length is not None and length <= self._inline_max_bytes and not encoding:
             return None
-        return self.executor.admit()
+        return self.executor.admit(self._max_request_bytes if length is None else length)
 
     async def infer(
         self,
@@ -277,19 +300,21 @@ class DataPlane:
         header_length: int | None,
         encoding: bytes = b"",
         *,
-        inline: bool = False,
+        admission: Admission | None,
     ) -> tuple[bytes, int | None]:
         """The response body (and its JSON header's length when binary tensors follow).
 
-        `inline` only for a request `admit` returned None for; otherwise the caller holds its
-        admission while this runs."""
+        `admission` is what `admit` returned: None for a request answered on the event loop;
+        otherwise the caller holds it while this runs."""
         model = self.resolve(name, version)
-        if not inline:
-            return await self._in_executor(model, body, header_length, encoding)
+        if admission is not None:
+            return await self._in_executor(model, body, header_length, encoding, admission)
         request = codec.decode_request(body, header_length)
         if request.elements > self._inline_max or self.batcher is not None:
-            with self.executor.admit():
-                return await self._in_executor(model, body, header_length, encoding, request)
+            with self.executor.admit(len(body)) as admitted:
+                return await self._in_executor(
+                    model, body, header_length, encoding, admitted, request
+                )
         names, binary = _requested_outputs(model, request)
         started = time.thread_time()  # CPU time: being preempted is not the model's cost
         results = model.predict({t.name: t.array for t in request.inputs}, names)
@@ -323,10 +348,12 @@ class DataPlane:
                     request, [codec.OutputTensor(n, results[n], binary[n]) for n in names]
                 )
         ex = self.executor
-        with ex.admit():
+        with ex.admit(size) as admission:
             if self.batcher is not None:
-                return await self._batched_message(self.batcher, model, request, decode, encode)
-            async with ex.slot():
+                return await self._batched_message(
+                    self.batcher, model, admission, request, decode, encode
+                )
+            async with ex.slot(admission):
                 if request is None:
                     request = await ex.thread(decode)
                 names, binary = _requested_outputs(model, request)
@@ -339,6 +366,7 @@ class DataPlane:
         self,
         batcher: Batcher,
         model: LoadedModel,
+        admission: Admission,
         request: codec.InferRequest | None,
         decode: Callable[[], codec.InferRequest],
         encode: Callable[[codec.InferRequest, list[codec.OutputTensor]], T],
@@ -347,14 +375,14 @@ class DataPlane:
         ex = self.executor
         if request is None:
             with batcher.arriving():
-                async with ex.slot():
+                async with ex.slot(admission):
                     request = await ex.thread(decode)
         names, binary = _requested_outputs(model, request)
         results = await batcher.predict(model, request, names)
         outputs = [codec.OutputTensor(n, results[n], binary[n]) for n in names]
         if _response_bytes(outputs) <= self.settings.inline_max_bytes:
             return encode(request, outputs)
-        async with ex.slot():
+        async with ex.slot(admission):
             return await ex.thread(encode, request, outputs)
 
     @property
@@ -387,12 +415,15 @@ class DataPlane:
         body: bytes,
         header_length: int | None,
         encoding: bytes,
+        admission: Admission,
         request: codec.InferRequest | None = None,
     ) -> tuple[bytes, int | None]:
         if self.batcher is not None:
-            return await self._batched(self.batcher, model, body, header_length, encoding, request)
+            return await self._batched(
+                self.batcher, model, body, header_length, encoding, admission, request
+            )
         ex = self.executor
-        async with ex.slot():
+        async with ex.slot(admission):
             if request is None:
                 request = await self._decode(body, header_length, encoding)
             names, binary = _requested_outputs(model, request)
@@ -414,14 +445,16 @@ class DataPlane:
         body: bytes,
         header_length: int | None,
         encoding: bytes,
+        admission: Admission,
         request: codec.InferRequest | None,
     ) -> tuple[bytes, int | None]:
         """`_in_executor` with batching on. The request holds a slot only to be decoded: waiting
-        in a batch with one would keep the others from reaching it. The batch takes its own."""
+        in a batch with one would keep the others from reaching it. The batch takes its own, and
+        its members' bodies count as waiting meanwhile."""
         ex = self.executor
         if request is None:
             with batcher.arriving():
-                async with ex.slot():
+                async with ex.slot(admission):
                     request = await self._decode(body, header_length, encoding)
         names, binary = _requested_outputs(model, request)
         results = await batcher.predict(model, request, names)
@@ -430,7 +463,7 @@ class DataPlane:
         if _response_bytes(outputs) <= self.settings.inline_max_bytes:
             # As small as an inline answer: writing it costs less than a hop to a worker.
             return codec.encode_response(*args)
-        async with ex.slot():
+        async with ex.slot(admission):
             strings = any(o.array.dtype.kind == "O" for o in outputs)
             if not strings and ex.offloads(codec.json_size_estimate(outputs)):
                 response: tuple[bytes, int | None] = await ex.process("encode_response", *args)

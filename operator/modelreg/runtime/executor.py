@@ -5,9 +5,14 @@
 enough to cost tens of microseconds (MODELREG_INLINE_MAX_BYTES) are answered on the event loop.
 
 - Admission: at most `workers + max_queue` requests are admitted at once (body being read, waiting
-  for a worker, or running). One more is refused at once with `Overloaded` (503, Retry-After),
-  before its body is read: a flood costs neither memory nor CPU beyond the bound.
-- Slots: at most `workers` admitted requests run at once; the others wait in arrival order.
+  for a worker, or running), and the bodies of those not running (being read or waiting) add up
+  to at most `max_queue_bytes`, each counted at its announced size. A request beyond either bound
+  is refused at once with `Overloaded` (503, Retry-After), before its body is read: a flood costs
+  neither memory nor CPU beyond the bound. The byte bound never refuses a request when nothing
+  else is admitted. Bodies in memory: at most `workers` running ones (each under the request
+  size cap) plus `max_queue_bytes`.
+- Slots: at most `workers` admitted requests run at once; the others wait in arrival order. A
+  request's body stops counting as waiting while it holds a slot (`slot(admission)`).
 - Threads: `workers` threads decompress, decode small bodies and predict (onnxruntime, xgboost
   and LightGBM release the interpreter lock while they compute).
 - Processes: up to `workers` processes (`modelreg.runtime.worker`, started when first needed)
@@ -35,6 +40,8 @@ from typing import Any, TypeVar
 from modelreg.runtime.errors import InferenceError, Overloaded
 from modelreg.runtime.worker import FRAME, OPERATIONS
 
+MIB = 1024 * 1024
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -53,18 +60,37 @@ class WorkerLost(InferenceError):
 
 
 class Admission:
-    """One admitted request; `release()` (or leaving the `with` block) frees its place."""
+    """One admitted request of `size` body bytes; `release()` (or leaving the `with` block) frees
+    its place."""
 
-    __slots__ = ("_executor", "_held")
+    __slots__ = ("_executor", "_held", "_running", "size")
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, size: int) -> None:
         self._executor = executor
         self._held = True
+        self._running = False
+        self.size = size
 
     def release(self) -> None:
         if self._held:
             self._held = False
             self._executor._admitted -= 1
+            if not self._running:
+                self._executor._waiting_bytes -= self.size
+
+    def _run(self) -> bool:
+        """Its body stops counting as waiting (it got a slot); False when it already had."""
+        if not self._held or self._running:
+            return False
+        self._running = True
+        self._executor._waiting_bytes -= self.size
+        return True
+
+    def _wait(self) -> None:
+        """Its body counts as waiting again (it left its slot)."""
+        if self._held and self._running:
+            self._running = False
+            self._executor._waiting_bytes += self.size
 
     def __enter__(self) -> Admission:
         return self
@@ -77,15 +103,26 @@ class Executor:
     """Admission, slots, and the thread and process pools of one server. Used on one event loop."""
 
     def __init__(
-        self, *, workers: int, max_queue: int, retry_after: int, process_min_bytes: int
+        self,
+        *,
+        workers: int,
+        max_queue: int,
+        retry_after: int,
+        process_min_bytes: int,
+        max_queue_bytes: int | None = None,
     ) -> None:
-        if workers < 1 or max_queue < 0:
-            raise ValueError("workers must be at least 1 and max_queue not negative")
+        """`max_queue_bytes` None: bounded by the count alone."""
+        if workers < 1 or max_queue < 0 or (max_queue_bytes is not None and max_queue_bytes < 0):
+            raise ValueError(
+                "workers must be at least 1, and max_queue and max_queue_bytes not negative"
+            )
         self.workers = workers
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
         self.retry_after = retry_after
         self.process_min_bytes = process_min_bytes
         self._admitted = 0
+        self._waiting_bytes = 0
         self._running = 0
         self._slots = asyncio.Semaphore(workers)
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="modelreg-worker")
@@ -109,27 +146,51 @@ class Executor:
         """Admitted requests not running yet."""
         return self._admitted - self._running
 
-    def admit(self) -> Admission:
-        """Admit one request, or raise `Overloaded` when workers and queue are all taken."""
+    @property
+    def waiting_bytes(self) -> int:
+        """The body bytes of admitted requests not holding a slot (being read, or waiting)."""
+        return self._waiting_bytes
+
+    def admit(self, size: int = 0) -> Admission:
+        """Admit one request whose body is `size` bytes, or raise `Overloaded` when the admitted
+        requests are as many as workers and queue allow, or their waiting bodies would pass
+        `max_queue_bytes` (unless nothing else is admitted)."""
         if self._admitted >= self.workers + self.max_queue:
             raise Overloaded(
-                f"the server is at capacity: all {self.workers} workers are busy and "
-                f"{self.max_queue} requests are waiting (MODELREG_WORKERS, MODELREG_MAX_QUEUE); "
-                f"retry after {self.retry_after}s",
+                f"the server is at capacity: {self._admitted} requests are admitted, as many as "
+                f"MODELREG_WORKERS ({self.workers}) + MODELREG_MAX_QUEUE ({self.max_queue}) "
+                f"allow; retry after {self.retry_after}s",
+                self.retry_after,
+            )
+        limit = self.max_queue_bytes
+        if limit is not None and self._admitted and self._waiting_bytes + size > limit:
+            raise Overloaded(
+                f"the server is at capacity: the requests waiting hold "
+                f"{_bytes(self._waiting_bytes)} of request bodies, and this one's "
+                f"{_bytes(size)} (its Content-Length, or MODELREG_MAX_REQUEST_BYTES without one) "
+                f"would take them past MODELREG_MAX_QUEUE_BYTES ({_bytes(limit)}); retry after "
+                f"{self.retry_after}s",
                 self.retry_after,
             )
         self._admitted += 1
-        return Admission(self)
+        self._waiting_bytes += size
+        return Admission(self, size)
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for a worker; held across every step of one request."""
+    async def slot(self, admission: Admission | None = None) -> AsyncIterator[None]:
+        """Wait for a worker; held across every step of one request. While the request of
+        `admission` holds it, its body does not count as waiting (a batch, which holds a slot for
+        many, passes none: its members' bodies keep counting)."""
         async with self._slots:
             self._running += 1
+            ran = admission is not None and admission._run()
             try:
                 yield
             finally:
                 self._running -= 1
+                if ran:
+                    assert admission is not None
+                    admission._wait()
 
     # -- running steps --------------------------------------------------------------------------
 
@@ -268,6 +329,12 @@ class _WorkerProcess:
             return await asyncio.wait_for(self.proc.wait(), 2.0)
         self.kill()
         return await self.proc.wait()
+
+
+def _bytes(n: int) -> str:
+    if n >= MIB:
+        return f"{n / MIB:.1f} MiB ({n} bytes)"
+    return f"{n} bytes"
 
 
 def _loads(data: bytes) -> tuple[bool, Any]:

@@ -9,7 +9,8 @@ the latency, and this surface is small and fixed.
 
 Nothing here is CPU-bound: health, metadata and readiness answer from memory, and an inference
 request is admitted (`DataPlane.admit`) from its headers alone, before its body is read. When the
-executor is full it gets 503 with `Retry-After` at once; its body is then discarded unread.
+executor is full (by count, or by the bytes of the bodies waiting) it gets 503 with `Retry-After`
+at once; its body is then discarded unread.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class RuntimeApp:
                 try:
                     body = await self._read_body(receive)
                     payload, response_header_length = await self.plane.infer(
-                        name, version, body, header_length, encoding, inline=admission is None
+                        name, version, body, header_length, encoding, admission=admission
                     )
                 finally:
                     metrics.finished()

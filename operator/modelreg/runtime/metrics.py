@@ -47,7 +47,12 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536
 
 class Metrics:
     def __init__(
-        self, model: str, version: str, *, queued: Callable[[], float] | None = None
+        self,
+        model: str,
+        version: str,
+        *,
+        queued: Callable[[], float] | None = None,
+        queued_bytes: Callable[[], float] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._model = model
@@ -81,9 +86,9 @@ class Metrics:
         ).labels(model, version)
         self._rejected = Counter(
             "modelreg_runtime_rejected_requests",
-            "Requests refused with 503 and Retry-After because every worker was busy and the "
-            "queue full (MODELREG_WORKERS, MODELREG_MAX_QUEUE), by endpoint and protocol (gRPC: "
-            "RESOURCE_EXHAUSTED).",
+            "Requests refused with 503 and Retry-After because the executor was full (as many "
+            "admitted as MODELREG_WORKERS + MODELREG_MAX_QUEUE, or their waiting bodies at "
+            "MODELREG_MAX_QUEUE_BYTES), by endpoint and protocol (gRPC: RESOURCE_EXHAUSTED).",
             ("model", "version", "endpoint", "reason", "protocol"),
             registry=self.registry,
         )
@@ -96,6 +101,23 @@ class Metrics:
         ).labels(model, version)
         if queued is not None:
             queued_gauge.set_function(queued)
+        queued_bytes_gauge = Gauge(
+            "modelreg_runtime_requests_queued_bytes",
+            "Body bytes of the admitted requests not holding a worker (body being read, waiting "
+            "for a worker or in a batch), each its Content-Length or MODELREG_MAX_REQUEST_BYTES "
+            "when unknown; MODELREG_MAX_QUEUE_BYTES bounds it.",
+            ("model", "version"),
+            registry=self.registry,
+        ).labels(model, version)
+        if queued_bytes is not None:
+            queued_bytes_gauge.set_function(queued_bytes)
+        self._batch_max_size = Gauge(
+            "modelreg_runtime_batch_max_size",
+            "Rows one batched prediction may hold, as resolved at start-up "
+            "(MODELREG_BATCH_MAX_SIZE, else the artifact format's default); 1: batching off.",
+            ("model", "version"),
+            registry=self.registry,
+        ).labels(model, version)
         self._batch_rows = Histogram(
             "modelreg_runtime_batch_rows",
             "Rows in each prediction made by the batcher (MODELREG_BATCH_MAX_SIZE above 1; a "
@@ -139,6 +161,9 @@ class Metrics:
         """One prediction made by `modelreg.runtime.batching`."""
         self._batch_rows.observe(rows)
         self._batch_requests.observe(requests)
+
+    def set_batch_max_size(self, rows: int) -> None:
+        self._batch_max_size.set(rows)
 
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)

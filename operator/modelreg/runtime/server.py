@@ -77,8 +77,12 @@ class RuntimeServer:
         self.plane = plane or DataPlane(settings)
         executor = self.plane.executor
         self.metrics = Metrics(
-            self.plane.name, self.plane.version, queued=lambda: float(executor.queued)
+            self.plane.name,
+            self.plane.version,
+            queued=lambda: float(executor.queued),
+            queued_bytes=lambda: float(executor.waiting_bytes),
         )
+        self.metrics.set_batch_max_size(self.plane.batch_max_size)
         if self.plane.batcher is not None:
             metrics = self.metrics
             self.plane.batcher.observers.append(lambda d: metrics.batched(d.rows, d.requests))
@@ -228,7 +232,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model-dir", help="writable directory for the downloaded artifact")
     p.add_argument(
-        "--batch-max-size", type=int, help="rows one batched prediction may hold (default 1: off)"
+        "--batch-max-size",
+        type=int,
+        help="rows one batched prediction may hold; 1: off (default: 32 for sklearn, skops, "
+        "xgboost and lightgbm, 1 for onnx)",
     )
     p.add_argument(
         "--batch-max-wait-ms", type=float, help="longest a batch waits for more (default 1)"

@@ -36,6 +36,19 @@ class ArtifactFormat(enum.StrEnum):
 SAFE_FORMATS = ("onnx", "skops", "xgboost", "lightgbm")
 """Formats that load without running code from the artifact."""
 
+BATCH_MAX_SIZE_DEFAULTS: dict[ArtifactFormat, int] = {
+    ArtifactFormat.ONNX: 1,
+    ArtifactFormat.SKLEARN: 32,
+    ArtifactFormat.SKOPS: 32,
+    ArtifactFormat.XGBOOST: 32,
+    ArtifactFormat.LIGHTGBM: 32,
+}
+"""MODELREG_BATCH_MAX_SIZE of each format when it is not set. Batching pays where a call has a
+fixed cost above the hop to a worker thread: a scikit-learn pipeline spends about half a
+millisecond a call in Python whatever its rows, and xgboost and LightGBM set up each call too. A
+small ONNX graph answers in microseconds on the event loop; with batching on, every request would
+go through a worker instead (bench/runtime measures both)."""
+
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
 
 
@@ -139,7 +152,7 @@ class RuntimeSettings(BaseSettings):
         description="Uncompressed requests whose Content-Length is at most this are decoded, "
         "predicted and encoded on the event loop: tens of microseconds, less than a hop to a "
         "worker. Larger, compressed or chunked ones go to the bounded executor (MODELREG_WORKERS, "
-        "MODELREG_MAX_QUEUE). If the model's predictions on small requests take more than 1 ms "
+        "MODELREG_MAX_QUEUE, MODELREG_MAX_QUEUE_BYTES). If the model's predictions on small requests take more than 1 ms "
         "of CPU (median), every request goes to the executor from then on. 0: always.",
     )
     inline_max_elements: int = Field(
@@ -156,10 +169,21 @@ class RuntimeSettings(BaseSettings):
         "set it to the pod's CPU count. Each prediction uses MODELREG_INTRA_OP_THREADS.",
     )
     max_queue: int = Field(
-        default=16,
+        default=256,
         ge=0,
         description="Requests admitted beyond MODELREG_WORKERS, waiting for a worker (their "
-        "bodies in memory). When workers and queue are full a request gets 503 with Retry-After.",
+        "bodies in memory). When workers and queue are full a request gets 503 with Retry-After. "
+        "MODELREG_MAX_QUEUE_BYTES bounds the memory they hold.",
+    )
+    max_queue_bytes: int = Field(
+        default=256 * MIB,
+        ge=0,
+        description="Bytes of request bodies the admitted requests that are waiting for a worker "
+        "or having their body read may hold together: a body counts its Content-Length, or "
+        "MODELREG_MAX_REQUEST_BYTES when it has none (chunked). A request that would take them "
+        "past it gets 503 with Retry-After, unless nothing else is admitted (one large request is "
+        "never refused by this rule alone). Bodies in memory stay below MODELREG_WORKERS x "
+        "MODELREG_MAX_REQUEST_BYTES + MODELREG_MAX_QUEUE_BYTES.",
     )
     retry_after_seconds: int = Field(
         default=1,
@@ -182,16 +206,18 @@ class RuntimeSettings(BaseSettings):
         "1 suits small requests: concurrency comes from the request stream, not one prediction.",
     )
     # -- adaptive batching (modelreg.runtime.batching) --
-    batch_max_size: int = Field(
-        default=1,
+    batch_max_size: int | None = Field(
+        default=None,
         ge=1,
         le=65536,
         description="Rows (not requests) one batched prediction may hold; 1 turns batching off. "
         "Above 1, concurrent requests with compatible inputs (same names, datatypes and shapes "
         "but dimension 0) are predicted in one call, and no prediction runs on the event loop. "
-        "It pays off for models whose cost is mostly per call (scikit-learn: about 0.5 ms a "
-        "call, whatever the rows), not for ONNX, xgboost or LightGBM on small requests. Requests "
-        "waiting in a batch are admitted ones: MODELREG_WORKERS + MODELREG_MAX_QUEUE bounds them.",
+        "Unset, it depends on MODELREG_ARTIFACT_FORMAT: 32 for "
+        "sklearn, skops, xgboost and lightgbm, whose calls cost more than a hop to a worker; 1 "
+        "for onnx, whose small graphs answer in microseconds on the event loop. Requests waiting "
+        "in a batch are admitted ones: MODELREG_MAX_QUEUE and MODELREG_MAX_QUEUE_BYTES bound "
+        "them.",
     )
     batch_max_wait_ms: float = Field(
         default=1.0,
@@ -237,6 +263,13 @@ class RuntimeSettings(BaseSettings):
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ValueError("MODELREG_LOG_LEVEL must be one of debug, info, warning, error")
         return self
+
+    @property
+    def resolved_batch_max_size(self) -> int:
+        """MODELREG_BATCH_MAX_SIZE when it is set, else the default of the artifact's format."""
+        if self.batch_max_size is not None:
+            return self.batch_max_size
+        return BATCH_MAX_SIZE_DEFAULTS[self.artifact_format]
 
     @property
     def expected_sha256(self) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from skl2onnx import to_onnx  # type: ignore[import-untyped]
@@ -46,8 +47,7 @@ class Onnx:
         return json.dumps(doc).encode()
 
 
-@pytest.fixture(scope="module")
-def onnx_model() -> Onnx:
+def train_onnx() -> Onnx:
     X, y = load_breast_cancer(return_X_y=True)
     X = X.astype(np.float32)
     with warnings.catch_warnings():
@@ -55,6 +55,62 @@ def onnx_model() -> Onnx:
         est = LogisticRegression(max_iter=300).fit(X, y)
     onx = to_onnx(est, X[:1], options={LogisticRegression: {"zipmap": False}}, target_opset=17)
     return Onnx(data=onx.SerializeToString(), sample=X[:4])
+
+
+@pytest.fixture(scope="module")
+def onnx_model() -> Onnx:
+    return train_onnx()
+
+
+POISON = 1e6  # a first feature at least this large makes `failing_sometimes`'s model fail
+
+
+def failing_sometimes(good: Onnx) -> bytes:
+    """The same model, except that it fails (onnxruntime raises a RUNTIME_EXCEPTION, the runtime
+    answers 500) on every request whose first feature reaches POISON, and answers exactly like
+    `good` on the others.
+
+    Its graph reshapes a one-element constant to the shape [1 + (max(X[:, 0]) >= POISON)], which
+    cannot be done exactly then, and adds the reshaped element (0.0) to the probabilities."""
+    model = onnx.load_from_string(good.data)
+    g = model.graph
+    out = next(o for o in g.output if o.name == "probabilities")
+    inner = "probabilities_before_poison"
+    for node in g.node:
+        node.output[:] = [inner if o == out.name else o for o in node.output]
+    const = onnx.helper.make_tensor
+    g.initializer.extend(
+        [
+            const("poison_starts", onnx.TensorProto.INT64, [1], [0]),
+            const("poison_ends", onnx.TensorProto.INT64, [1], [1]),
+            const("poison_axes", onnx.TensorProto.INT64, [1], [1]),
+            const("poison_at", onnx.TensorProto.FLOAT, [], [POISON]),
+            const("poison_one", onnx.TensorProto.INT64, [1], [1]),
+            const("poison_table", onnx.TensorProto.FLOAT, [1], [0.0]),
+        ]
+    )
+    node = onnx.helper.make_node
+    g.node.extend(
+        [
+            node("Slice", ["X", "poison_starts", "poison_ends", "poison_axes"], ["p_first"]),
+            node("ReduceMax", ["p_first"], ["p_max"], keepdims=0),
+            node("Less", ["p_max", "poison_at"], ["p_below"]),
+            node("Not", ["p_below"], ["p_hit"]),
+            node("Cast", ["p_hit"], ["p_hit64"], to=onnx.TensorProto.INT64),
+            node("Add", ["poison_one", "p_hit64"], ["p_shape"]),
+            node("Reshape", ["poison_table", "p_shape"], ["p_zero"]),
+            node("Add", [inner, "p_zero"], [out.name]),
+        ]
+    )
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def poisoned(good: Onnx) -> Onnx:
+    """Requests that `failing_sometimes`'s model fails on (the good model answers them)."""
+    sample = good.sample.copy()
+    sample[:, 0] = POISON
+    return Onnx(data=good.data, sample=sample)
 
 
 def cluster_ip(kubectl: Kubectl, namespace: str, service: str) -> str:

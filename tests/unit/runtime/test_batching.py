@@ -13,6 +13,7 @@ rows are distinct, so a row answered to the wrong request could not pass.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -98,7 +99,7 @@ async def _infer(plane: DataPlane, body: bytes, header_length: int | None = None
     admission = plane.admit("iris", None, len(body), b"")
     try:
         payload, response_header = await plane.infer(
-            "iris", None, body, header_length, inline=admission is None
+            "iris", None, body, header_length, admission=admission
         )
     finally:
         if admission is not None:
@@ -152,7 +153,7 @@ def _alone(artifact: Artifact, bodies: list[bytes]) -> list[Doc]:
         assert plane.batcher is None
         return await _answers(plane, bodies)
 
-    result: list[Doc] = _run(artifact, scenario)
+    result: list[Doc] = _run(artifact, scenario, batch_max_size=1)
     return result
 
 
@@ -598,9 +599,9 @@ def test_outputs_that_are_not_per_row_are_never_batched(
 
 
 def test_batching_off_keeps_small_requests_on_the_event_loop(artifacts: Artifacts) -> None:
-    """Size 1 (the default): no batcher, and a small request is still answered on the loop
-    without an admission, even when the executor is full. With batching on, the same request
-    is predicted in the executor and admitted like any other."""
+    """Size 1 (an ONNX model's default): no batcher, and a small request is still answered on
+    the loop without an admission, even when the executor is full. With batching on, the same
+    request is predicted in the executor and admitted like any other."""
     art = artifacts["onnx"]
     body = _body(_rows(artifacts, 2, 0), request_id="small")
     (want,) = _alone(art, [body])
@@ -612,7 +613,7 @@ def test_batching_off_keeps_small_requests_on_the_event_loop(artifacts: Artifact
             except InferenceError as e:
                 return e
 
-    assert RuntimeSettings.model_fields["batch_max_size"].default == 1
+    assert settings_for(art).resolved_batch_max_size == 1
     off = _run(art, scenario, workers=1, max_queue=0)
     assert isinstance(off, dict)
     _assert_same(off, want)
@@ -647,13 +648,105 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 def test_batch_settings_from_the_environment_and_flags(clean_env: pytest.MonkeyPatch) -> None:
     s = RuntimeSettings()
-    assert (s.batch_max_size, s.batch_max_wait_ms) == (1, 1.0)
+    assert (s.batch_max_size, s.resolved_batch_max_size, s.batch_max_wait_ms) == (None, 1, 1.0)
     clean_env.setenv("MODELREG_BATCH_MAX_SIZE", "32")
     clean_env.setenv("MODELREG_BATCH_MAX_WAIT_MS", "2.5")
     s = RuntimeSettings()
     assert (s.batch_max_size, s.batch_max_wait_ms) == (32, 2.5)
     s = load_settings(["--batch-max-size", "8", "--batch-max-wait-ms", "0"])
     assert (s.batch_max_size, s.batch_max_wait_ms) == (8, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("key", "overrides", "rows"),
+    [
+        ("skops", {}, 32),
+        ("sklearn", {"allow_pickle": True}, 32),
+        ("xgboost-json", {}, 32),
+        ("lightgbm", {}, 32),
+        ("onnx", {}, 1),
+        ("skops", {"batch_max_size": 1}, 1),  # set explicitly, it wins: off
+        ("skops", {"batch_max_size": 8}, 8),
+        ("onnx", {"batch_max_size": 8}, 8),
+    ],
+)
+def test_the_default_batch_size_depends_on_the_format(
+    artifacts: Artifacts, key: str, overrides: dict[str, Any], rows: int
+) -> None:
+    plane = DataPlane(settings_for(artifacts[key], **overrides))
+    try:
+        assert plane.batch_max_size == rows
+        if rows == 1:
+            assert plane.batcher is None
+        else:
+            assert plane.batcher is not None
+            assert plane.batcher.max_rows == rows
+    finally:
+        plane.close()
+
+
+def test_the_format_default_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    """MODELREG_BATCH_MAX_SIZE unset (or empty) leaves the format's default; set to 1, it turns
+    batching off for a format that batches by default."""
+    clean_env.setenv("MODELREG_ARTIFACT_FORMAT", "skops")
+    clean_env.setenv("MODELREG_ARTIFACT_PATH", "/nonexistent/model.skops")
+    assert RuntimeSettings().resolved_batch_max_size == 32
+    clean_env.setenv("MODELREG_BATCH_MAX_SIZE", "")
+    assert RuntimeSettings().resolved_batch_max_size == 32
+    clean_env.setenv("MODELREG_BATCH_MAX_SIZE", "1")
+    assert RuntimeSettings().resolved_batch_max_size == 1
+    assert load_settings(["--batch-max-size", "4"]).resolved_batch_max_size == 4
+
+
+def test_a_skops_model_batches_by_default(
+    artifacts: Artifacts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No batch setting at all: concurrent requests to a scikit-learn model share a prediction,
+    and the start-up log says so and why."""
+    art = artifacts["skops"]
+    name, datatype = MODELS["skops"]
+    bodies = [
+        _body(_rows(artifacts, n, i), name=name, datatype=datatype, request_id=f"r{i}")
+        for i, n in enumerate([1, 2, 1, 3])
+    ]
+    alone = _alone(art, bodies)
+
+    async def scenario(
+        plane: DataPlane, dispatches: list[Dispatch]
+    ) -> tuple[list[Doc], list[Dispatch]]:
+        return list(await asyncio.gather(*(_infer(plane, b) for b in bodies))), dispatches
+
+    with caplog.at_level(logging.INFO, logger="modelreg.runtime.dataplane"):
+        answers, dispatches = _run(art, scenario)
+    assert [(d.requests, d.rows) for d in dispatches] == [(4, 7)]
+    for got, want in zip(answers, alone, strict=True):
+        _assert_same(got, want)
+    assert (
+        "adaptive batching on: up to 32 rows a prediction, waiting at most 1 ms (the default for "
+        "format skops" in caplog.text
+    )
+
+
+def test_an_onnx_model_does_not_batch_by_default(
+    artifacts: Artifacts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No batch setting: small requests to an ONNX model are answered on the event loop, never
+    admitted; an explicit MODELREG_BATCH_MAX_SIZE=1 says so in the log too."""
+    art = artifacts["onnx"]
+    bodies = [_body(_rows(artifacts, 1, i), request_id=f"r{i}") for i in range(3)]
+
+    async def scenario(plane: DataPlane, dispatches: list[Dispatch]) -> list[Doc]:
+        with plane.executor.admit():  # workers 1, queue 0: the executor is full
+            return list(await asyncio.gather(*(_infer(plane, b) for b in bodies)))
+
+    with caplog.at_level(logging.INFO, logger="modelreg.runtime.dataplane"):
+        answers = _run(art, scenario, workers=1, max_queue=0)
+    assert [a["id"] for a in answers] == ["r0", "r1", "r2"]
+    assert "adaptive batching off (the default for format onnx" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="modelreg.runtime.dataplane"):
+        _run(artifacts["skops"], lambda plane, dispatches: asyncio.sleep(0), batch_max_size=1)
+    assert "adaptive batching off (MODELREG_BATCH_MAX_SIZE)" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -714,3 +807,10 @@ def test_a_real_server_batches_and_counts_its_batches(artifacts: Artifacts) -> N
     rows_count, rows = _histogram(text, "modelreg_runtime_batch_rows")
     assert (rows_count, rows) == (batches, sum(sizes))
     assert 'modelreg_runtime_batch_rows_bucket{le="8.0",model="iris",version="3"}' in text
+
+
+@pytest.mark.parametrize(("key", "rows"), [("skops", 32), ("onnx", 1)])
+def test_the_resolved_batch_size_is_a_metric(artifacts: Artifacts, key: str, rows: int) -> None:
+    with serve(settings_for(artifacts[key])) as running:
+        text = httpx.get(running.url + "/metrics", timeout=5).text
+    assert f'modelreg_runtime_batch_max_size{{model="iris",version="3"}} {rows:.1f}' in text

@@ -1,6 +1,7 @@
-"""The bounded executor: admission (503 with Retry-After when workers and queue are full), slots,
-worker processes for large JSON, and what stays on the event loop. Real servers on 127.0.0.1,
-real worker processes; the e2e flood is tests/e2e/test_runtime_overload.py."""
+"""The bounded executor: admission (503 with Retry-After when workers and queue are full, by count
+or by the bytes of the bodies waiting), slots, worker processes for large JSON, and what stays on
+the event loop. Real servers on 127.0.0.1, real worker processes; the e2e flood is
+tests/e2e/test_runtime_overload.py."""
 
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ import onnxruntime as ort
 import orjson
 import pytest
 
+from modelreg.runtime import codec
+from modelreg.runtime.dataplane import DataPlane
 from modelreg.runtime.errors import Overloaded
 from modelreg.runtime.executor import Executor
 from modelreg.runtime.server import main
+from modelreg.runtime.settings import MIB
 from tests.unit.runtime.conftest import Artifacts, Running, serve, settings_for, wait_for
 
 INFER = "/v2/models/iris/infer"
@@ -86,6 +90,123 @@ def test_a_queue_of_zero_admits_exactly_the_workers() -> None:
         ex.admit()
     ex.admit().release()
     ex.close()
+
+
+def test_the_bytes_of_waiting_bodies_are_bounded() -> None:
+    ex = Executor(workers=1, max_queue=10, max_queue_bytes=1000, retry_after=4, process_min_bytes=0)
+    # Alone, a body larger than the whole bound is admitted all the same.
+    big = ex.admit(5000)
+    assert ex.waiting_bytes == 5000
+    with pytest.raises(Overloaded) as info:
+        ex.admit(10)
+    message = info.value.message
+    assert info.value.retry_after == 4
+    assert "MODELREG_MAX_QUEUE_BYTES (1000 bytes)" in message
+    assert "hold 5000 bytes" in message
+    assert "this one's 10 bytes" in message
+    assert "MODELREG_MAX_REQUEST_BYTES" in message
+    assert ex.admitted == 1
+    big.release()
+    assert (ex.admitted, ex.waiting_bytes) == (0, 0)
+    held = [ex.admit(600), ex.admit(400)]  # exactly the bound
+    with pytest.raises(Overloaded, match="MODELREG_MAX_QUEUE_BYTES"):
+        ex.admit(1)
+    ex.admit(0).release()  # a body of nothing always fits
+    for a in held:
+        a.release()
+        a.release()  # once only
+    assert (ex.admitted, ex.waiting_bytes) == (0, 0)
+    ex.close()
+
+
+def test_a_running_request_leaves_the_byte_queue() -> None:
+    async def scenario() -> list[int]:
+        ex = Executor(
+            workers=1, max_queue=10, max_queue_bytes=1000, retry_after=1, process_min_bytes=0
+        )
+        seen = []
+        with ex.admit(900) as first, ex.admit(100):
+            seen.append(ex.waiting_bytes)
+            async with ex.slot(first):
+                seen.append(ex.waiting_bytes)  # only the second waits now
+                with ex.admit(900):
+                    seen.append(ex.waiting_bytes)
+                    with pytest.raises(Overloaded, match="MODELREG_MAX_QUEUE_BYTES"):
+                        ex.admit(1)
+            seen.append(ex.waiting_bytes)  # back in the queue: its body is still held
+            async with ex.slot():  # a slot for no request in particular (a batch's) moves none
+                seen.append(ex.waiting_bytes)
+        seen.append(ex.waiting_bytes)
+        ex.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [1000, 100, 1000, 1000, 1000, 0]
+
+
+def test_count_and_byte_refusals_say_which_limit(artifacts: Artifacts) -> None:
+    """The default count is generous (2 workers + 256 waiting); a refusal names its limit."""
+    settings = settings_for(artifacts["onnx"])
+    assert (settings.workers, settings.max_queue, settings.max_queue_bytes) == (2, 256, 256 * MIB)
+
+    async def scenario() -> tuple[int, str, str]:
+        plane = DataPlane(settings)
+        await plane.load()
+        try:
+            length = settings.inline_max_bytes + 1  # above the inline limit: admitted
+            held = [plane.admit("iris", None, length, b"") for _ in range(2 + 256)]
+            admitted = plane.executor.admitted
+            with pytest.raises(Overloaded) as by_count:
+                plane.admit("iris", None, length, b"")
+            for a in held:
+                assert a is not None
+                a.release()
+            # Chunked (no Content-Length): counted as MODELREG_MAX_REQUEST_BYTES (16 MiB).
+            held = [plane.admit("iris", None, None, b"") for _ in range(16)]
+            with pytest.raises(Overloaded) as by_bytes:
+                plane.admit("iris", None, None, b"")
+            for a in held:
+                assert a is not None
+                a.release()
+            return admitted, by_count.value.message, by_bytes.value.message
+        finally:
+            plane.close()
+
+    admitted, count, size = asyncio.run(scenario())
+    assert admitted == 258
+    assert "MODELREG_WORKERS (2) + MODELREG_MAX_QUEUE (256)" in count
+    assert "MODELREG_MAX_QUEUE_BYTES" not in count
+    assert "hold 256.0 MiB" in size
+    assert "this one's 16.0 MiB" in size
+    assert "MODELREG_MAX_QUEUE_BYTES (256.0 MiB" in size
+
+
+def test_messages_of_another_wire_format_count_their_bytes(artifacts: Artifacts) -> None:
+    """`DataPlane.infer_message` (gRPC) is admitted by its message size, under the same bound."""
+    settings = settings_for(artifacts["onnx"], max_queue_bytes=1000)
+    body = _body(_rows(300))
+    assert len(body) > settings.inline_max_bytes
+
+    def decode() -> codec.InferRequest:
+        return codec.decode_request(body)
+
+    def encode(request: codec.InferRequest, outputs: list[codec.OutputTensor]) -> list[str]:
+        return [o.name for o in outputs]
+
+    async def scenario() -> tuple[str, list[str]]:
+        plane = DataPlane(settings)
+        await plane.load()
+        try:
+            with plane.executor.admit(1), pytest.raises(Overloaded) as refused:
+                await plane.infer_message("iris", None, len(body), decode, encode)
+            answer = await plane.infer_message("iris", None, len(body), decode, encode)
+            return refused.value.message, answer
+        finally:
+            plane.close()
+
+    message, answer = asyncio.run(scenario())
+    assert f"this one's {len(body)} bytes" in message
+    assert "MODELREG_MAX_QUEUE_BYTES (1000 bytes)" in message
+    assert answer == ["label", "probabilities"]
 
 
 def test_slots_run_at_most_workers_in_arrival_order() -> None:
@@ -232,6 +353,50 @@ def test_compressed_and_chunked_requests_are_admitted_too(artifacts: Artifacts) 
         )
         assert resp.status_code == 200, resp.text
         assert resp.json()["outputs"][0]["data"] == _labels(artifacts, rows)
+
+
+def test_waiting_bodies_past_the_byte_bound_are_503(artifacts: Artifacts) -> None:
+    """A large upload being read holds its bytes: the next large request is refused by the byte
+    bound (not the count), a chunked one too (its size is unknown: MODELREG_MAX_REQUEST_BYTES),
+    and small requests answered on the event loop still pass. The first large one was admitted
+    although its body alone is above the bound."""
+    rows = _rows(2000)
+    body = _body(rows)
+    limit = 50_000
+    assert len(body) > limit
+    expected = _labels(artifacts, rows)
+    settings = settings_for(artifacts["onnx"], max_queue_bytes=limit, retry_after_seconds=2)
+    with serve(settings) as running:
+        holder = _SlowUpload(running.url, body)
+        wait_for(lambda: running.plane.executor.admitted == 1, what="the slow upload's admission")
+        with httpx.Client(base_url=running.url, timeout=10) as client:
+            assert _metric(running.url, "modelreg_runtime_requests_queued_bytes{") == len(body)
+            refused = client.post(INFER, content=body)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] == "2"
+            error = refused.json()["error"]
+            assert f"hold {len(body)} bytes" in error
+            assert f"MODELREG_MAX_QUEUE_BYTES ({limit} bytes)" in error
+
+            def chunks() -> Any:
+                yield _body(rows[:3])
+
+            chunked = client.post(INFER, content=chunks())
+            assert chunked.status_code == 503, chunked.text
+            assert "this one's 16.0 MiB" in chunked.json()["error"]
+            small = client.post(INFER, content=_body(rows[:1]))
+            assert small.status_code == 200, small.text
+            assert small.json()["outputs"][0]["data"] == expected[:1]
+            assert _metric(running.url, "modelreg_runtime_rejected_requests_total{") == 2
+
+            status, answer = holder.finish()
+            assert status == 200, answer[:300]
+            assert orjson.loads(answer)["outputs"][0]["data"] == expected
+            wait_for(lambda: running.plane.executor.admitted == 0, what="the place to free")
+            assert running.plane.executor.waiting_bytes == 0
+            again = client.post(INFER, content=body)
+            assert again.status_code == 200, again.text
+            assert again.json()["outputs"][0]["data"] == expected
 
 
 # ------------------------------------------------------------------------------------------------
@@ -440,7 +605,8 @@ def test_a_slow_model_moves_small_requests_off_the_loop(
     path = tmp_path / "forest.skops"
     sio.dump(forest, path)
     art = Artifact(path, "skops", sha256_of(path), forest)
-    settings = settings_for(art, skops_trusted_types=["sklearn.tree._tree.Tree"])
+    # Batching off (on by default for skops): with it, no prediction runs on the loop at all.
+    settings = settings_for(art, skops_trusted_types=["sklearn.tree._tree.Tree"], batch_max_size=1)
     rows = X[:1].astype(np.float32)
     doc = {
         "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": rows.tolist()}]
@@ -466,6 +632,7 @@ def test_a_slow_model_moves_small_requests_off_the_loop(
     [
         ("MODELREG_WORKERS", "0"),
         ("MODELREG_MAX_QUEUE", "-1"),
+        ("MODELREG_MAX_QUEUE_BYTES", "-1"),
         ("MODELREG_RETRY_AFTER_SECONDS", "soon"),
         ("MODELREG_INLINE_MAX_BYTES", "-5"),
         ("MODELREG_CODEC_PROCESS_MIN_BYTES", "lots"),
