@@ -223,6 +223,29 @@ def describe_version(mv: ModelVersion) -> str:
     return "\n".join(lines)
 
 
+def _rollout(m: Model) -> str:
+    r, auto = m.spec.rollout, m.spec.serving.autoscaling
+    text = r.strategy.value
+    if r.strategy.value == "Canary":
+        text += f" {', '.join(f'{w}%' for w in r.steps)} every {r.step_seconds}s"
+        if r.analysis is not None:
+            limits = [
+                f"errors <= {r.analysis.max_error_rate:.1%}"
+                if r.analysis.max_error_rate is not None
+                else "",
+                f"p99 <= {r.analysis.max_p99_latency_ms:g} ms"
+                if r.analysis.max_p99_latency_ms is not None
+                else "",
+            ]
+            text += f" (analysis: {', '.join(x for x in limits if x)})"
+    if auto is not None:
+        text += (
+            f"; autoscaling {auto.min_replicas}..{auto.max_replicas} replicas at "
+            f"{auto.target_cpu_utilization}% CPU"
+        )
+    return text
+
+
 def describe_model(m: Model, versions: Sequence[ModelVersion]) -> str:
     spec, s = m.spec, m.status
     storage = spec.storage
@@ -234,8 +257,11 @@ def describe_model(m: Model, versions: Sequence[ModelVersion]) -> str:
         f"Production:  {s.production_version if s.production_version is not None else NONE}",
         f"Latest:      {s.latest_version if s.latest_version is not None else NONE}",
         f"Endpoint:    {s.endpoint or NONE}",
-        "Storage:",
+        f"Rollout:     {_rollout(m)}",
     ]
+    if s.canary is not None:
+        lines.append(f"Canary:      {s.canary.message}")
+    lines.append("Storage:")
     if storage:
         lines += _kv(
             {

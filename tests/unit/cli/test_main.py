@@ -573,3 +573,47 @@ def test_register_signature_errors(
     assert "--no-signature: not allowed with argument --signature" in r.err
     assert "Traceback" not in r.err
     assert not [key for key in kube.objects if key[0] == "modelversions"]
+
+
+def test_describe_model_shows_the_rollout_and_a_canary_under_way() -> None:
+    from modelreg.api.models import Model
+
+    m = Model.model_validate(
+        {
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": {
+                "rollout": {
+                    "strategy": "Canary",
+                    "steps": [25, 100],
+                    "stepSeconds": 30,
+                    "analysis": {"maxErrorRate": 0.01, "maxP99LatencyMs": 250},
+                },
+                "serving": {
+                    "resources": {"requests": {"cpu": "100m"}},
+                    "autoscaling": {"minReplicas": 2, "maxReplicas": 5},
+                },
+            },
+            "status": {
+                "canary": {
+                    "version": 3,
+                    "stable": 2,
+                    "step": 1,
+                    "steps": 2,
+                    "weight": 25,
+                    "canaryReplicas": 1,
+                    "stableReplicas": 2,
+                    "share": 0.3333,
+                    "message": "canary step 1/2 (25%): version 3 has 1 of 3 ready pods (33%)",
+                }
+            },
+        }
+    )
+    text = output.describe_model(m, [])
+    assert (
+        "Rollout:     Canary 25%, 100% every 30s (analysis: errors <= 1.0%, p99 <= 250 ms); "
+        "autoscaling 2..5 replicas at 80% CPU"
+    ) in text
+    assert "Canary:      canary step 1/2 (25%): version 3 has 1 of 3 ready pods (33%)" in text
+    blue = Model.model_validate({"metadata": {"name": "m", "namespace": "ns"}, "spec": {}})
+    assert "Rollout:     BlueGreen\n" in output.describe_model(blue, [])
+    assert "Canary:" not in output.describe_model(blue, [])
