@@ -1,4 +1,4 @@
-"""bench.runtime: modelreg's model server against MLServer (see `bench.runtime.bench`).
+"""bench.runtime: modelreg's model server against MLServer and KServe (see `bench.runtime.bench`).
 
 `main(argv)` is what `python -m bench.runtime` and `python -m bench` call.
 """

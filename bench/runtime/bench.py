@@ -1,493 +1,301 @@
-"""Runtime benchmark: modelreg's model server against MLServer, same model, same client, same body.
+"""Runtime benchmark: modelreg's model server against MLServer and KServe, same model format.
 
 Run by `python -m bench.runtime` (and by `python -m bench` through `bench.runtime.main`). Writes
-the `runtime` section of bench/RESULTS.md.
+the `runtime` section of bench/RESULTS.md through `bench.common.write_section`.
 
-What is compared, on this machine, one server at a time, all on 127.0.0.1:
-- the model: a scikit-learn LogisticRegression trained on iris (150 x 4), saved twice from the
-  same fitted object: ONNX (skl2onnx, no ZipMap) for modelreg, joblib for MLServer's sklearn
-  runtime (`mlserver_sklearn.SKLearnModel`, which cannot read ONNX; MLServer ships no ONNX runtime);
-- the request: the same bytes for both, one row `[1,4]` FP32 in v2 JSON, no `outputs` field. Each
-  server then returns its default outputs: MLServer `predict` (the label), modelreg `label` and
-  `probabilities` (a bigger response: modelreg does no less work);
-- the load: `loadgen` (bench/runtime/loadgen, Go), closed loop, 8 keep-alive connections, 30 s
-  measured after a 3 s warm-up; latency percentiles from every request;
-- MLServer 1.7.1 in its own venv (.dev/venv-mlserver, with httptools so uvicorn uses its fast
-  parser) with access logs off (`debug: false`, like modelreg's default), run twice: its default
-  `parallel_workers: 1` (inference in a worker process) and `parallel_workers: 0` (in the server
-  process). The verdict compares modelreg with the better of the two.
+What is compared, on this machine, one server at a time, all on 127.0.0.1 (`bench.runtime.cases`
+has the models and requests, `bench.runtime.servers` the configurations):
+
+- two cases, each one model fitted once and saved from the same object for every server:
+  - small: scikit-learn LogisticRegression (iris), one row FP64; modelreg serves the `.skops`
+    file, the peers the joblib file (MLServer's `mlserver_sklearn`, KServe's sklearn server);
+  - compute-heavy: an xgboost regressor (800 trees, depth 8, 32 features) in xgboost's JSON
+    format, 256 rows FP32 per request; modelreg `xgboost`, MLServer `mlserver_xgboost`, KServe's
+    xgbserver;
+- the same work: every request names the one output it wants, the output of `predict`. modelreg
+  and MLServer call it `predict` and get byte-identical requests; KServe's servers call their
+  only output `output-0` (and answer 400 to `predict`), so KServe gets the same bytes with that
+  name. Every server decodes the tensor, runs `predict` and answers that one output;
+- modelreg: `python -m modelreg.runtime` with no MODELREG_* override ("defaults": adaptive
+  batching at its format's default, 32 rows for skops and xgboost, MODELREG_BATCH_MAX_WAIT_MS 1;
+  2 executor workers and a queue of 256 requests / 256 MiB of bodies, so 64 connections are all
+  admitted), and "batching off" (MODELREG_BATCH_MAX_SIZE=1, everything else default): defaults
+  ÷ batching off says where batching pays off. For xgboost, whose 256-row requests exceed the
+  default 32 rows and so are predicted one at a time, also MODELREG_BATCH_MAX_SIZE=1024 (up to 4
+  requests per call);
+- MLServer 1.7.1 (.dev/venv-mlserver: httptools, uvloop), `debug: false` (no access log),
+  `gzip_enabled: false`, OMP_NUM_THREADS=1 (`--peer-omp-threads`: its xgboost runtime
+  leaves `n_jobs` unset, so each prediction would use every core, which on 2 shared cores was
+  slower at every concurrency in development runs), `parallel_workers` 1 (its default: inference
+  in a worker process) and 0 (in the server process), both reported;
+- KServe 0.21 (.dev/venv-kserve): KServe's `sklearnserver` and `xgbserver` are not on PyPI, so
+  bench/runtime/kserve_peer.py does what their model.py and __main__.py do with the `kserve` SDK
+  (a `kserve.Model` subclass loading with joblib / `xgboost.Booster(nthread=1)`, predicting in
+  `predict`, `kserve.ModelServer().start([model])`): `--workers` 1 (its default) and 2 (on 2
+  cores, 2 processes served the small model about twice as fast in development runs), both
+  reported, uvloop and httptools, gRPC off, latency and access logs off, OMP_NUM_THREADS=1;
+- every server's answer is checked against the model run in this process (labels equal, xgboost
+  outputs allclose) before it is measured, and again on the first 200 of each measured window;
+- the load: `loadgen` (bench/runtime/loadgen, Go, GOMAXPROCS=1, pinned to the last CPU), closed
+  loop, 1, 8 and 64 keep-alive connections, a warm-up (`--warmup`) then a measured window
+  (`--seconds`) per concurrency; latency percentiles from every 200; 503s counted apart; the
+  server's CPU is utime + stime of its whole process tree over the measured window, divided by
+  the requests answered;
+- the verdicts compare modelreg's defaults row with the best peer at each concurrency (the
+  peer configuration with the highest throughput there). Targets: small model >= 1.5x the best
+  peer's throughput at no worse p99; compute-heavy at least parity. A computed line per case
+  says where batching pays off (defaults ÷ batching off at each concurrency).
+
+The default durations (8 s measured, 2 s warm-up) keep the whole run near 8 minutes on 2 cores;
+`--quick` (2 s windows) is for development and prints the section instead of writing it.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import json
 import os
-import shutil
-import signal
-import socket
-import statistics
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-from bench.common import DEV, REPO, log, write_section
+from bench.common import DEV, log, write_section
+from bench.runtime import report
+from bench.runtime.cases import Case, XGBoostRecipe, small_case, xgboost_case
+from bench.runtime.measure import Client, Point, build_loadgen, make_client, measure_server
+from bench.runtime.servers import Server, kserve, mlserver, modelreg
 
 SECTION = "runtime"
 WORK = DEV / "bench-runtime"
-LOADGEN_SRC = REPO / "bench" / "runtime" / "loadgen"
-LOADGEN = DEV / "bench-bin" / "loadgen"
-ROW = [5.1, 3.5, 1.4, 0.2]
-BODY = json.dumps(
-    {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": ROW}]},
-    separators=(",", ":"),
-).encode()
+CONFIG_KEYS = (
+    "modelreg",
+    "modelreg-nobatch",
+    "mlserver-pw1",
+    "mlserver-pw0",
+    "kserve-w1",
+    "kserve-w2",
+    "modelreg-batch",
+)
+MLSERVER_XGBOOST = "mlserver-xgboost==1.7.1"
 
 
-@dataclass
-class Run:
-    server: str
-    config: str
-    result: dict[str, Any]
-    cpu_seconds: float
-    peak_rss_mib: float
-    load_before: float
+def default_batch_rows(case: Case) -> int:
+    """MODELREG_BATCH_MAX_SIZE the runtime uses for this case's format when it is not set."""
+    from modelreg.runtime.settings import BATCH_MAX_SIZE_DEFAULTS, ArtifactFormat
 
-    @property
-    def rps(self) -> float:
-        return float(self.result["rps"])
-
-    @property
-    def p50(self) -> float:
-        return float(self.result["p50_ms"])
-
-    @property
-    def p99(self) -> float:
-        return float(self.result["p99_ms"])
+    return BATCH_MAX_SIZE_DEFAULTS[ArtifactFormat(case.modelreg_format)]
 
 
-@dataclass
-class Server:
-    name: str
-    config: str
-    argv: list[str]
-    env: dict[str, str]
-    ready_url: str
-    infer_url: str
-    log_path: Path
-    cwd: Path = field(default=REPO)
+def _peer_pythons(keys: set[str]) -> tuple[Path | None, Path | None]:
+    from tests.unit.runtime import clientenv
 
-
-# ------------------------------------------------------------------------------------------------
-# Preparation
-
-
-def build_loadgen() -> Path:
-    sources = [*LOADGEN_SRC.glob("*.go"), LOADGEN_SRC / "go.mod"]
-    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
-        return LOADGEN
-    go = shutil.which("go") or "/usr/local/go/bin/go"
-    LOADGEN.parent.mkdir(parents=True, exist_ok=True)
-    log("building the load client (go build bench/runtime/loadgen)")
-    subprocess.run(
-        [go, "build", "-trimpath", "-o", str(LOADGEN), "."],
-        cwd=LOADGEN_SRC,
-        check=True,
-        timeout=300,
-        env={**os.environ, "CGO_ENABLED": "0"},
+    # The peers load the artifacts with the library versions that wrote them.
+    libs = (
+        f"scikit-learn=={metadata.version('scikit-learn')}",
+        f"xgboost-cpu=={metadata.version('xgboost-cpu')}",
     )
-    return LOADGEN
+    mlserver_python = kserve_python = None
+    if keys & {"mlserver-pw0", "mlserver-pw1"}:
+        log("preparing the MLServer venv (.dev/venv-mlserver)")
+        mlserver_python = clientenv.ensure("mlserver", extra=libs, no_deps=(MLSERVER_XGBOOST,))
+    if keys & {"kserve-w1", "kserve-w2"}:
+        log("preparing the KServe venv (.dev/venv-kserve)")
+        kserve_python = clientenv.ensure("kserve", extra=libs)
+    return mlserver_python, kserve_python
 
 
-def train(work: Path) -> tuple[Path, Path, int]:
-    """Fit one classifier; save it as ONNX and as joblib. Returns both paths and its label."""
-    import joblib
-    import numpy as np
-    from skl2onnx import to_onnx
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    X, y = load_iris(return_X_y=True)
-    est = LogisticRegression(max_iter=500).fit(X.astype(np.float32), y)
-    onnx_path = work / "model.onnx"
-    onx = to_onnx(
-        est,
-        X[:1].astype(np.float32),
-        options={LogisticRegression: {"zipmap": False}},
-        target_opset=17,
-    )
-    onnx_path.write_bytes(onx.SerializeToString())
-    joblib_path = work / "model.joblib"
-    joblib.dump(est, joblib_path)
-    label = int(est.predict(np.array([ROW], dtype=np.float32))[0])
-    return onnx_path, joblib_path, label
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _clean_env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("MODELREG_", "AWS_", "MLSERVER"))
-    }
-
-
-def modelreg_server(onnx_path: Path, work: Path) -> Server:
-    port = free_port()
-    env = _clean_env()
-    env.update(
-        {
-            "PYTHONPATH": str(REPO / "operator"),
-            "MODELREG_MODEL_NAME": "iris",
-            "MODELREG_MODEL_VERSION": "1",
-            "MODELREG_ARTIFACT_PATH": str(onnx_path),
-            "MODELREG_ARTIFACT_SHA256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-            "MODELREG_ARTIFACT_FORMAT": "onnx",
-            "MODELREG_HTTP_HOST": "127.0.0.1",
-            "MODELREG_HTTP_PORT": str(port),
-            "MODELREG_TERMINATION_LOG": str(work / "termination-log"),
-        }
-    )
-    base = f"http://127.0.0.1:{port}"
-    return Server(
-        name="modelreg",
-        config="defaults (1 process, onnxruntime 1 thread)",
-        argv=[sys.executable, "-m", "modelreg.runtime"],
-        env=env,
-        ready_url=base + "/v2/models/iris/ready",
-        infer_url=base + "/v2/models/iris/infer",
-        log_path=work / "modelreg.log",
-    )
-
-
-def mlserver_server(python: Path, joblib_path: Path, work: Path, parallel_workers: int) -> Server:
-    # One directory per configuration: MLServer reads its settings from the model directory.
-    model_dir = work / f"mlserver-pw{parallel_workers}"
-    model_dir.mkdir(exist_ok=True)
-    shutil.copyfile(joblib_path, model_dir / "model.joblib")
-    port, grpc, metrics = free_port(), free_port(), free_port()
-    (model_dir / "settings.json").write_text(
-        json.dumps(
-            {
-                "host": "127.0.0.1",
-                "http_port": port,
-                "grpc_port": grpc,
-                "metrics_port": metrics,
-                "debug": False,
-                "parallel_workers": parallel_workers,
-            }
-        )
-    )
-    (model_dir / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": "iris",
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.joblib", "version": "1"},
-            }
-        )
-    )
-    base = f"http://127.0.0.1:{port}"
-    return Server(
-        name="MLServer",
-        config=f"parallel_workers={parallel_workers}"
-        + (" (its default)" if parallel_workers == 1 else ""),
-        argv=[str(python.parent / "mlserver"), "start", str(model_dir)],
-        env=_clean_env(),
-        ready_url=base + "/v2/models/iris/ready",
-        infer_url=base + "/v2/models/iris/infer",
-        log_path=work / f"mlserver-pw{parallel_workers}.log",
-        cwd=model_dir,
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# Running
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [pid], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
+def servers_for(
+    case: Case,
+    keys: list[str],
+    *,
+    mlserver_python: Path | None,
+    kserve_python: Path | None,
+    peer_omp_threads: int,
+) -> list[Server]:
+    out: list[Server] = []
+    for key in keys:
+        if key == "modelreg":
+            # No MODELREG_* override: batching at the format's default, the default queue.
+            out.append(modelreg(case, WORK, key=key, config=report.DEFAULTS))
+        elif key == "modelreg-nobatch":
+            env = {"MODELREG_BATCH_MAX_SIZE": "1"}
+            out.append(modelreg(case, WORK, key=key, config=report.BATCHING_OFF, extra=env))
+        elif key == "modelreg-batch" and case.large_batch_rows is not None:
+            # Only where the default batch holds less than two requests (xgboost's 256 rows).
+            env = {"MODELREG_BATCH_MAX_SIZE": str(case.large_batch_rows)}
+            config = report.large_batch_config(case.large_batch_rows)
+            out.append(modelreg(case, WORK, key=key, config=config, extra=env))
+        elif key.startswith("mlserver-pw") and mlserver_python is not None:
+            workers = int(key.removeprefix("mlserver-pw"))
+            out.append(
+                mlserver(
+                    mlserver_python,
+                    case,
+                    WORK,
+                    parallel_workers=workers,
+                    omp_threads=peer_omp_threads,
+                )
+            )
+        elif key.startswith("kserve-w") and kserve_python is not None:
+            workers = int(key.removeprefix("kserve-w"))
+            out.append(
+                kserve(kserve_python, case, WORK, workers=workers, omp_threads=peer_omp_threads)
+            )
     return out
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
+def _method(args: argparse.Namespace, client: Client, concs: list[int]) -> list[str]:
+    return [
+        f"`python -m bench.runtime`: every server one after the other on 127.0.0.1, each "
+        f"measured at {', '.join(map(str, concs))} keep-alive connections: {args.warmup:g} s "
+        f"warm-up, then {args.seconds:g} s measured, by the same client for all, {client.describe()}. "
+        "Every server's answer is checked against the model before it is measured (labels equal, "
+        "xgboost outputs allclose) and on the first 200 of each measured window. Throughput is requests "
+        "answered per second; p50/p99 from every request; CPU is user + system time of the "
+        "server's whole process tree over the measured window per request answered. Ratio rows: "
+        "modelreg ÷ the best peer at that concurrency (the peer configuration with the highest "
+        "throughput there); all figures come from this one run on this machine.",
+    ]
 
 
-def _tree_usage(pid: int) -> tuple[float, int]:
-    """CPU seconds and summed peak RSS of a process and its descendants."""
-    cpu, hwm = 0.0, 0
-    for p in _descendants(pid):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = Path(f"/proc/{p}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            cpu += (int(fields[11]) + int(fields[12])) / _TICKS
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    hwm += int(line.split()[1]) * 1024
-    return cpu, hwm
+def _runtime_default(field: str) -> int:
+    from modelreg.runtime.settings import RuntimeSettings
+
+    return int(RuntimeSettings.model_fields[field].default)
 
 
-def _post(url: str, body: bytes) -> dict[str, Any]:
-    req = urllib.request.Request(  # noqa: S310 - 127.0.0.1 only
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-        return dict(json.loads(resp.read()))
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - 127.0.0.1 only
-            return bool(r.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-@contextlib.contextmanager
-def running(server: Server, timeout: float = 180) -> Iterator[subprocess.Popen[bytes]]:
-    log(f"starting {server.name} ({server.config})")
-    with server.log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            server.argv, env=server.env, cwd=server.cwd, stdout=out, stderr=subprocess.STDOUT
+def _notes(cases: list[Case]) -> list[str]:
+    defaults = ", ".join(f"{default_batch_rows(c)} rows for {c.modelreg_format}" for c in cases)
+    workers, queue = _runtime_default("workers"), _runtime_default("max_queue")
+    queue_mib = _runtime_default("max_queue_bytes") // (1024 * 1024)
+    notes = [
+        "Configurations. modelreg defaults: `python -m modelreg.runtime` with no MODELREG_* "
+        f"override: adaptive batching at its format's default MODELREG_BATCH_MAX_SIZE ({defaults}; "
+        "MODELREG_BATCH_MAX_WAIT_MS 1), so every prediction runs in its executor of "
+        f"{workers} workers, with up to {queue} more requests (and {queue_mib} MiB of their "
+        "bodies) admitted and waiting, 503 beyond; 1 xgboost thread per prediction. MLServer 1.7.1 with httptools "
+        "and uvloop, `debug: false` (no access log), `gzip_enabled: false`, OMP_NUM_THREADS=1 "
+        "(its xgboost runtime loads an `XGBRegressor` without `n_jobs`: every core per "
+        "prediction, slower here), `parallel_workers` 1 (its default) and 0. KServe 0.21 "
+        "`ModelServer` with `--workers` 1 (its default) and 2 (uvicorn processes), uvloop, "
+        "httptools, gRPC off, no access or latency log, OMP_NUM_THREADS=1 (it binds 0.0.0.0, "
+        "hard-coded, and is only sent requests on 127.0.0.1), serving "
+        "bench/runtime/kserve_peer.py: KServe's `sklearnserver`/`xgbserver` are not published "
+        "on PyPI, so that file does what their model.py and __main__.py do with the kserve SDK "
+        "(joblib.load / `xgb.Booster(nthread=1)` and a DMatrix per request, `predict` on "
+        "`get_predict_input`, answered by `get_predict_response`).",
+        "Same work: each request asks for one output, the output of `predict`. modelreg and "
+        "MLServer name it `predict` and get byte-identical requests; KServe names its only "
+        "output `output-0` (a request for `predict` is a 400 there), so it gets the same bytes "
+        "with that name. Every server decodes the same tensor, runs `predict` of the same "
+        "fitted model and answers one output (the label; the 256 predictions).",
+        "The batching off row: the defaults with MODELREG_BATCH_MAX_SIZE=1 and "
+        "nothing else changed; a small request (up to MODELREG_INLINE_MAX_BYTES, 16 KiB) is "
+        "then predicted on the event loop, a larger one in the executor. The defaults ÷ "
+        "batching off line under Verdicts says, per concurrency, where batching pays off.",
+    ]
+    for c in cases:
+        if c.large_batch_rows is None:
+            continue
+        rows, per_request = c.large_batch_rows, int(c.inputs[0]["shape"][0])
+        notes.append(
+            f"The {report.large_batch_config(rows)} row ({c.key} only): at the default, "
+            f"{default_batch_rows(c)} rows, a batch holds less than one {per_request}-row "
+            "request, so each is predicted alone and defaults ÷ batching off measures only what "
+            f"the batcher costs; {rows} rows let one call predict up to {rows // per_request} "
+            "requests. Everything else default."
         )
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{server.name} exited with {proc.returncode}; see {server.log_path}"
-                    )
-                if _ready(server.ready_url):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{server.name} not ready after {timeout}s")
-                time.sleep(0.2)
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def label_of(response: dict[str, Any]) -> int:
-    for out in response["outputs"]:
-        if out["name"] in ("label", "predict"):
-            return int(out["data"][0])
-    raise RuntimeError(f"no label in {response}")
-
-
-def load(
-    loadgen: Path, url: str, body_file: Path, concurrency: int, seconds: float
-) -> dict[str, Any]:
-    proc = subprocess.run(
-        [
-            str(loadgen),
-            "-url",
-            url,
-            "-body",
-            str(body_file),
-            "-c",
-            str(concurrency),
-            "-d",
-            f"{seconds}s",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    )
-    return dict(json.loads(proc.stdout))
-
-
-def measure(
-    server: Server,
-    loadgen: Path,
-    body_file: Path,
-    *,
-    expected_label: int,
-    concurrency: int,
-    seconds: float,
-    warmup: float,
-) -> Run:
-    with running(server) as proc:
-        got = label_of(_post(server.infer_url, BODY))
-        if got != expected_label:
-            raise RuntimeError(f"{server.name} predicts {got}, the model says {expected_label}")
-        if warmup > 0:
-            load(loadgen, server.infer_url, body_file, concurrency, warmup)
-        load_before = os.getloadavg()[0]
-        cpu0, _ = _tree_usage(proc.pid)
-        log(f"measuring {server.name} ({server.config}): c={concurrency}, {seconds:.0f}s")
-        result = load(loadgen, server.infer_url, body_file, concurrency, seconds)
-        cpu1, hwm = _tree_usage(proc.pid)
-    if result["errors"]:
-        raise RuntimeError(f"{server.name}: errors under load: {result['errors']}")
-    log(
-        f"{server.name} ({server.config}): {result['rps']:.0f} req/s, "
-        f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms"
-    )
-    return Run(
-        server=server.name,
-        config=server.config,
-        result=result,
-        cpu_seconds=cpu1 - cpu0,
-        peak_rss_mib=hwm / 1024 / 1024,
-        load_before=load_before,
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# Report
-
-
-def markdown(runs: list[Run], *, concurrency: int, seconds: float, rounds: int) -> str:
-    def agg(server: str, config: str) -> dict[str, float]:
-        mine = [r for r in runs if r.server == server and r.config == config]
-        return {
-            "rps": statistics.median(r.rps for r in mine),
-            "p50": statistics.median(r.p50 for r in mine),
-            "p99": statistics.median(r.p99 for r in mine),
-            "cpu_ms": statistics.median(
-                1000 * r.cpu_seconds / max(1, r.result["ok"]) for r in mine
-            ),
-            "rss": max(r.peak_rss_mib for r in mine),
-        }
-
-    configs = list(dict.fromkeys((r.server, r.config) for r in runs))
-    table = {c: agg(*c) for c in configs}
-    ours = next(c for c in configs if c[0] == "modelreg")
-    theirs = [c for c in configs if c[0] == "MLServer"]
-    best = max(theirs, key=lambda c: table[c]["rps"])
-    m, b = table[ours], table[best]
-    tput_ratio = m["rps"] / b["rps"]
-    p99_ratio = m["p99"] / b["p99"]
-    met = tput_ratio >= 1.0 and p99_ratio <= 1.0
-
-    lines = [
-        "## Model server: modelreg runtime vs MLServer",
-        "",
-        f"`python -m bench.runtime`: one sklearn LogisticRegression (iris), payload `[1,4]` FP32 "
-        f"v2 JSON, {concurrency} keep-alive connections, {seconds:.0f} s measured per run after a "
-        f"warm-up, servers run one after the other ({rounds} round(s), median shown), the same Go "
-        "load client for both (`bench/runtime/loadgen`), everything on 127.0.0.1.",
-        "",
-        "| server | configuration | throughput (req/s) | p50 (ms) | p99 (ms) | server CPU per request (ms) | peak RSS (MiB) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    notes += [
+        "A refused request (503) is answered at once and the closed-loop client sends the "
+        "next one without back-off, so refusals, if any, also take CPU from the requests being "
+        "served; the 503 column appears only when some server refused.",
+        "Client and server share the machine's 2 cores (and, during a full `make bench`, the "
+        "control plane); the load average column shows how busy the machine was.",
     ]
-    for c in configs:
-        t = table[c]
-        lines.append(
-            f"| {c[0]} | {c[1]} | {t['rps']:.0f} | {t['p50']:.2f} | {t['p99']:.2f} | "
-            f"{t['cpu_ms']:.3f} | {t['rss']:.0f} |"
-        )
-    lines += [
-        "",
-        f"Against MLServer's faster configuration here ({best[1]}): throughput ratio "
-        f"**{tput_ratio:.2f}x** (target >= 1.0x), p99 ratio **{p99_ratio:.2f}x** (target <= 1.0x): "
-        f"target {'met' if met else '**missed**'}.",
-    ]
-    for c in theirs:
-        if c != best:
-            t = table[c]
-            lines.append(
-                f"Against MLServer {c[1]}: throughput {m['rps'] / t['rps']:.2f}x, "
-                f"p99 {m['p99'] / t['p99']:.2f}x."
-            )
-    lines += [
-        "",
-        "Fairness notes: MLServer serves the joblib file of the same fitted estimator (its sklearn "
-        "runtime cannot read ONNX); modelreg serves the ONNX export. Both get the same request "
-        "bytes; MLServer answers with `predict` only, modelreg with `label` and `probabilities`. "
-        "Both without access logs. Per-run detail:",
-        "",
-        "| round | server | configuration | req/s | p50 | p90 | p99 | max (ms) | requests | load avg before |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    per_round = len(configs)
-    for i, r in enumerate(runs):
-        res = r.result
-        lines.append(
-            f"| {i // per_round + 1} | {r.server} | {r.config} | {res['rps']:.0f} | "
-            f"{res['p50_ms']:.2f} | {res['p90_ms']:.2f} | {res['p99_ms']:.2f} | "
-            f"{res['max_ms']:.1f} | {res['ok']} | {r.load_before:.2f} |"
-        )
-    lines += [
-        "",
-        "Client and servers share the machine's cores (and, during a full `make bench`, the "
-        "control plane); the load average column shows how busy the machine was before each run.",
-    ]
-    return "\n".join(lines)
+    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.runtime", description=__doc__.split("\n")[0])
-    p.add_argument("--duration", type=float, default=30.0, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per run")
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=1, help="repeat modelreg, MLServer x2 this often")
+    p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per point")
+    p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per point")
+    p.add_argument("--quick", action="store_true", help="2 s windows; print, do not write")
+    p.add_argument("--concurrency", default="1,8,64", help="comma-separated connection counts")
+    p.add_argument("--cases", default="small,xgboost", help="comma-separated: small, xgboost")
+    p.add_argument(
+        "--configs",
+        default=",".join(CONFIG_KEYS),
+        help="comma-separated: " + ", ".join(CONFIG_KEYS),
+    )
+    p.add_argument("--rounds", type=int, default=1, help="repeat every server this often")
+    p.add_argument(
+        "--client-cpu",
+        type=int,
+        default=max(os.sched_getaffinity(0)),
+        help="CPU the load client is pinned to; -1: not pinned",
+    )
+    p.add_argument(
+        "--peer-omp-threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS of MLServer and KServe (MLServer's xgboost runtime uses every "
+        "core per prediction otherwise); 0: unset",
+    )
     p.add_argument("--no-write", action="store_true", help="print the section, do not write it")
     args = p.parse_args(argv)
-    if not 1 <= args.rounds <= 5 or not 1 <= args.duration <= 600:
-        p.error("--rounds must be 1..5 and --duration 1..600")
+    if args.quick:
+        args.seconds, args.warmup, args.no_write = min(args.seconds, 2.0), 0.5, True
+    concs = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    cases_wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
+    keys = [k.strip() for k in args.configs.split(",") if k.strip()]
+    if set(cases_wanted) - {"small", "xgboost"} or set(keys) - set(CONFIG_KEYS):
+        p.error("unknown case or configuration")
+    if not 1 <= args.rounds <= 5 or not 0.5 <= args.seconds <= 600 or not concs:
+        p.error("--rounds must be 1..5, --seconds 0.5..600, --concurrency not empty")
 
-    from tests.unit.runtime import clientenv
-
+    started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
-    loadgen = build_loadgen()
-    log("preparing the MLServer venv (.dev/venv-mlserver)")
-    mlserver_python = clientenv.ensure("mlserver")
-    onnx_path, joblib_path, label = train(WORK)
-    body_file = WORK / "body.json"
-    body_file.write_bytes(BODY)
+    client = make_client(build_loadgen(), None if args.client_cpu < 0 else args.client_cpu)
+    mlserver_python, kserve_python = _peer_pythons(set(keys))
+    log("fitting (or reusing) the models")
+    cases: list[Case] = []
+    if "small" in cases_wanted:
+        cases.append(small_case(WORK))
+    if "xgboost" in cases_wanted:
+        cases.append(xgboost_case(WORK, XGBoostRecipe()))
 
-    runs: list[Run] = []
+    points: list[Point] = []
+    incidents: list[str] = []
     for _ in range(args.rounds):
-        for server in (
-            modelreg_server(onnx_path, WORK),
-            mlserver_server(mlserver_python, joblib_path, WORK, parallel_workers=1),
-            mlserver_server(mlserver_python, joblib_path, WORK, parallel_workers=0),
-        ):
-            runs.append(
-                measure(
+        for case in cases:
+            for server in servers_for(
+                case,
+                keys,
+                mlserver_python=mlserver_python,
+                kserve_python=kserve_python,
+                peer_omp_threads=args.peer_omp_threads,
+            ):
+                points += measure_server(
                     server,
-                    loadgen,
-                    body_file,
-                    expected_label=label,
-                    concurrency=args.concurrency,
-                    seconds=args.duration,
+                    case,
+                    client,
+                    concurrencies=concs,
+                    seconds=args.seconds,
                     warmup=args.warmup,
                 )
-            )
-    text = markdown(runs, concurrency=args.concurrency, seconds=args.duration, rounds=args.rounds)
+                incidents += [f"{case.key}: {i}" for i in server.incidents()]
+    elapsed = time.monotonic() - started
+    notes = [
+        *_notes(cases),
+        *(f"Incident: {i} (its log is in {WORK.relative_to(DEV.parent)}/)." for i in incidents),
+        f"This run took {elapsed / 60:.1f} min (venvs, models, {len(points)} measured windows).",
+    ]
+    text = report.markdown(
+        points, cases, method=_method(args, client, concs), notes=notes, rounds=args.rounds
+    )
     if args.no_write:
         print(text)
     else:
         write_section(SECTION, text)
         log(f"wrote the '{SECTION}' section of bench/RESULTS.md")
+    log(f"bench.runtime took {elapsed:.0f} s")
     return 0
