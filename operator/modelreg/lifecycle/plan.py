@@ -644,12 +644,11 @@ def plan(
     if candidate is not None and candidate.body is not None:
         body = candidate.body
         dep = deps.get(candidate.n)
+        # During a canary step the count is the step's (under autoscaling the hash leaves it out).
         same = (
             dep is not None
             and dep.spec_hash == candidate.spec_hash
-            and dep.replicas == body["spec"]["replicas"]
-            if shared
-            else dep is not None and dep.spec_hash == candidate.spec_hash
+            and (not shared or dep.replicas == body["spec"]["replicas"])
         )
         if not same and candidate.n not in verdicts.invalid:
             out.apply_deployments.append(body)
