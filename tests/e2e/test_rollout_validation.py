@@ -1,5 +1,5 @@
-"""The API server refuses a bad spec.rollout or spec.serving (canary, gRPC port, batching) with a
-message that says what is wrong: the CRD's CEL rules and strict field validation, live."""
+"""The API server refuses a bad spec.rollout, spec.shadow or spec.serving (canary, shadow, gRPC
+port, batching) with a message that says what is wrong: the CRD's CEL rules and strict field validation, live."""
 
 from __future__ import annotations
 
@@ -56,6 +56,32 @@ CANARY = {"strategy": "Canary", "steps": [25, 100]}
             "spec.serving.grpcPort must be 0 (off) or a port from 1024 to 65535",
         ),
         ({"serving": {"batching": {"maxBatchSize": 0}}}, "spec.serving.batching.maxBatchSize"),
+        (
+            {"rollout": {**CANARY, "analysis": {"maxP99LatencyMs": 0}}},
+            "spec.rollout.analysis.maxP99LatencyMs must be at least 0.001",
+        ),
+        ({"shadow": {"samplePercent": 10}}, "spec.shadow.version: Required value"),
+        (
+            {"shadow": {"version": 2, "samplePercent": 0}},
+            "spec.shadow.samplePercent must be from 0.01 to 100",
+        ),
+        (
+            {"shadow": {"version": 2, "samplePercent": 150}},
+            "spec.shadow.samplePercent in body should be less than or equal to 100",
+        ),
+        (
+            {"shadow": {"version": 2, "tolerance": -1}},
+            "spec.shadow.tolerance in body should be greater than or equal to 0",
+        ),
+        (
+            {"shadow": {"version": 2}, "serving": {"runtime": "mlserver"}},
+            "spec.shadow needs the builtin runtime",
+        ),
+        (
+            {"promotion": {"shadow": {"minAgreement": 1.5}}},
+            "spec.promotion.shadow.minAgreement in body should be less than or equal to 1",
+        ),
+        ({"promotion": {"shadow": {"minRequests": 5}}}, "spec.promotion.shadow.minAgreement"),
     ],
 )
 def test_a_bad_rollout_or_serving_spec_is_refused_with_its_reason(

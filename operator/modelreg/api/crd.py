@@ -263,6 +263,13 @@ def _model_schema() -> Schema:
             "spec.aliases: 'latest' and v<N> are reserved, they already mean a version",
         ),
     ]
+    # `minimum` lets a literal 0 through on a number field (seen on 1.36): CEL says it instead.
+    spec["properties"]["shadow"]["x-kubernetes-validations"] = [
+        _rule(
+            "!has(self.samplePercent) || self.samplePercent >= 0.01",
+            "spec.shadow.samplePercent must be from 0.01 to 100 (percent of live requests)",
+        )
+    ]
     rollout = spec["properties"]["rollout"]
     rollout["properties"]["steps"]["x-kubernetes-validations"] = [
         _rule("self[size(self) - 1] == 100", "spec.rollout.steps must end at 100"),
@@ -275,7 +282,11 @@ def _model_schema() -> Schema:
         _rule(
             "has(self.maxErrorRate) || has(self.maxP99LatencyMs)",
             "spec.rollout.analysis needs maxErrorRate, maxP99LatencyMs or both",
-        )
+        ),
+        _rule(
+            "!has(self.maxP99LatencyMs) || self.maxP99LatencyMs >= 0.001",
+            "spec.rollout.analysis.maxP99LatencyMs must be at least 0.001 (milliseconds)",
+        ),
     ]
     spec["x-kubernetes-validations"] = [
         _rule(
@@ -284,7 +295,13 @@ def _model_schema() -> Schema:
             "spec.rollout.analysis reads modelreg_runtime_requests_total and "
             "modelreg_runtime_request_duration_seconds from the canary pods' /metrics, which only "
             "the builtin runtime exports: it cannot judge spec.serving.runtime mlserver or custom",
-        )
+        ),
+        _rule(
+            "!has(self.shadow) || !has(self.serving) || !has(self.serving.runtime) || "
+            "self.serving.runtime == 'builtin'",
+            "spec.shadow needs the builtin runtime: its serving pods mirror the requests and "
+            "compare the answers, which spec.serving.runtime mlserver or custom cannot do",
+        ),
     ]
     gate = spec["properties"]["promotion"]["properties"]["gates"]["items"]
     gate["x-kubernetes-validations"] = [

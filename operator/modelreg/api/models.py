@@ -180,6 +180,27 @@ class Promotion(_Wire):
         "does not enter Staging or Production. Needs an advisory database (spec.advisories, or "
         "the operator's advisoryDatabase setting); a version that cannot be audited is blocked.",
     )
+    shadow: ShadowGate | None = Field(
+        default=None,
+        description="The shadow gate: a version enters Production only when it ran as the "
+        "Model's shadow (spec.shadow) and agreed with the serving version often enough. Not "
+        "checked when no version serves (there is nothing to compare with).",
+    )
+
+
+class ShadowGate(_Wire):
+    min_agreement: float = Field(
+        ge=0,
+        le=1,
+        description="Least share of the compared requests on which the version's answers agreed "
+        "with the serving version's (its status.shadow.agreement), for it to enter Production.",
+    )
+    min_requests: int = Field(
+        default=100,
+        ge=1,
+        le=100_000_000,
+        description="Least number of live requests compared: fewer is not evidence yet.",
+    )
 
 
 class Strategy(enum.StrEnum):
@@ -233,6 +254,39 @@ class Rollout(_Wire):
         default=None,
         description="Canary: the limits each step is judged on, from the canary pods' /metrics "
         "(builtin runtime only). A breach rolls back: the version is Failed with the figures.",
+    )
+
+
+class Shadow(_Wire):
+    version: int = Field(
+        ge=1,
+        le=1_000_000,
+        description="The version that receives a copy of live requests. It must be verified and "
+        "must not be the serving version.",
+    )
+    sample_percent: float = Field(
+        default=10,
+        ge=0.01,
+        le=100,
+        description="The share of live inference requests mirrored to it, in percent.",
+    )
+    tolerance: float = Field(
+        default=1e-6,
+        ge=0,
+        le=1e6,
+        description="Two floating-point outputs agree when no element differs by more than this "
+        "(max absolute difference); integer, boolean and string outputs must be equal.",
+    )
+    replicas: int = Field(default=1, ge=1, le=20, description="The shadow Deployment's pods.")
+    max_in_flight: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Mirrored requests in flight per serving pod; a sampled request beyond it is "
+        "dropped (counted), never queued.",
+    )
+    timeout_ms: int = Field(
+        default=2000, ge=1, le=60_000, description="How long a mirrored request may take."
     )
 
 
@@ -439,6 +493,12 @@ class ModelSpec(_Wire):
         "audited against (overrides the operator's advisoryDatabase setting).",
     )
     rollout: Rollout = Field(default_factory=Rollout)
+    shadow: Shadow | None = Field(
+        default=None,
+        description="Shadow comparison: a version that runs beside the serving one and gets a "
+        "sample of its live requests (its answers are compared, never returned). The result is "
+        "the version's status.shadow; spec.promotion.shadow can gate on it.",
+    )
     retention: Retention | None = None
     notifications: list[Notification] = Field(default_factory=list, max_length=8)
 
@@ -481,6 +541,35 @@ class CanaryStatus(_Wire):
     message: Annotated[str, StringConstraints(max_length=LONG_STR)] = ""
 
 
+class ShadowStatus(_Wire):
+    serving_version: int = Field(description="The version whose answers these were compared with.")
+    since: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="When mirroring to this version began."
+    )
+    sample_percent: float | None = None
+    requests: int = Field(default=0, description="Mirrored requests answered or failed.")
+    compared: int = Field(default=0, description="Of those, answers compared.")
+    agreed: int = Field(default=0, description="Of those, answers that agreed.")
+    errors: int = Field(
+        default=0, description="Mirrored requests the shadow failed (error, timeout, unreachable)."
+    )
+    dropped: int = Field(
+        default=0, description="Sampled requests not mirrored: maxInFlight were in flight."
+    )
+    agreement: float | None = Field(default=None, description="agreed / compared.")
+    p99_latency_ms: float | None = Field(
+        default=None, description="p99 of the mirrored round trip, as the serving pods measure it."
+    )
+    updated_at: Annotated[str, StringConstraints(max_length=64)] | None = None
+    message: Annotated[str, StringConstraints(max_length=LONG_STR)] = ""
+
+
+class MirrorStatus(_Wire):
+    version: int = Field(description="The shadow version the serving pods mirror to.")
+    serving_version: int = Field(description="The serving version whose pods mirror.")
+    since: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
 class ModelStatus(_Wire):
     observed_generation: int | None = None
     production_version: int | None = None
@@ -500,6 +589,11 @@ class ModelStatus(_Wire):
         ),
     )
     notifications: list[DeliveryStatus] = Field(default_factory=list, max_length=8)
+    shadow: MirrorStatus | None = Field(
+        default=None,
+        description="spec.shadow: what the serving pods mirror to now (the figures are in the "
+        "shadow version's status.shadow).",
+    )
     canary: CanaryStatus | None = Field(
         default=None, description="The canary rollout under way (spec.rollout.strategy Canary)."
     )
@@ -717,6 +811,11 @@ class ModelVersionStatus(_Wire):
         "it leaves production, so an operator upgrade does not re-roll it.",
     )
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_MAX)
+    shadow: ShadowStatus | None = Field(
+        default=None,
+        description="The shadow comparison of this version with the serving one (spec.shadow "
+        "of its Model); kept after the shadow ends, for spec.promotion.shadow.",
+    )
     audit: AuditStatus | None = Field(
         default=None, description="Known vulnerabilities of spec.environment.packages."
     )

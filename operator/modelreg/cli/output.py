@@ -199,6 +199,21 @@ def describe_version(mv: ModelVersion) -> str:
             lines.append("  " + table(headers, rows).replace("\n", "\n  "))
             if a.findings_total > len(a.findings):
                 lines.append(f"  ... and {a.findings_total - len(a.findings)} more")
+    if s.shadow is not None:
+        sh = s.shadow
+        agreement = f"{sh.agreement:.2%}" if sh.agreement is not None else NONE
+        lines.append(f"Shadow:        compared with version {sh.serving_version}")
+        lines += _kv(
+            {
+                "Agreement": f"{agreement} ({sh.agreed} of {sh.compared} compared)",
+                "Mirrored": f"{sh.requests} ({sh.errors} failed, {sh.dropped} dropped) at "
+                f"{number(sh.sample_percent)}% since {sh.since or NONE}",
+                "p99 latency": f"{number(sh.p99_latency_ms)} ms"
+                if sh.p99_latency_ms is not None
+                else NONE,
+                **({"Message": sh.message} if sh.message else {}),
+            }
+        )
     if s.serving and (s.serving.deployment or s.serving.url):
         lines.append("Serving:")
         lines += _kv(
@@ -261,6 +276,13 @@ def describe_model(m: Model, versions: Sequence[ModelVersion]) -> str:
     ]
     if s.canary is not None:
         lines.append(f"Canary:      {s.canary.message}")
+    if spec.shadow is not None:
+        shadowing = next((c for c in s.conditions if c.type == "Shadowing"), None)
+        lines.append(
+            f"Shadow:      version {spec.shadow.version}, {number(spec.shadow.sample_percent)}% "
+            "of requests"
+            + (f": {shadowing.reason}: {shadowing.message}" if shadowing is not None else "")
+        )
     lines.append("Storage:")
     if storage:
         lines += _kv(
@@ -296,7 +318,12 @@ def describe_model(m: Model, versions: Sequence[ModelVersion]) -> str:
         )
         allowed = f" (allowed: {', '.join(audit.allow)})" if audit.allow else ""
         lines.append(f"  audit: {rule}{allowed}")
-    if not spec.promotion.gates and audit is None:
+    if spec.promotion.shadow is not None:
+        sg = spec.promotion.shadow
+        lines.append(
+            f"  shadow: agreement >= {number(sg.min_agreement)} over >= {sg.min_requests} requests"
+        )
+    if not spec.promotion.gates and audit is None and spec.promotion.shadow is None:
         lines.append(f"  {NONE}")
     if spec.advisories is not None:
         lines.append(f"Advisories:  {spec.advisories.uri}")

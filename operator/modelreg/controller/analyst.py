@@ -18,6 +18,10 @@ fails a round is left out of it and keeps its last good counters (`errors()` say
 a pod that leaves the targets: what it answered in the window still counts. A pod whose counters
 go down restarted, and what it counted before the restart still counts, as Prometheus's
 increase() does.
+
+The same machinery measures a shadow (`Model.spec.shadow`): `Analyst(parse=shadow_reading,
+from_zero=True)` scrapes the serving pods' shadow counters, which each pod keeps for the one
+shadow version it was started with, so every pod counts from zero and there is no baseline.
 """
 
 from __future__ import annotations
@@ -95,6 +99,16 @@ def _ident(window: Window) -> tuple[int, int, str]:
     return window.version, window.step, window.started_at
 
 
+def canary_reading(text: str, window: Window) -> Counters:
+    """A canary pod's inference counters."""
+    return analysis.parse(text)
+
+
+def shadow_reading(text: str, window: Window) -> Counters:
+    """A serving pod's counters of what it mirrored to the shadow `window.version`."""
+    return analysis.parse_shadow(text, window.version)
+
+
 class Analyst:
     def __init__(
         self,
@@ -103,7 +117,13 @@ class Analyst:
         timeout: float = 2.0,
         kick: Callable[[str, str], None] | None = None,
         fetch: Fetch | None = None,
+        parse: Callable[[str, Window], Counters] = canary_reading,
+        from_zero: bool = False,
+        what: str = "canary",
     ) -> None:
+        self._parse = parse
+        self._from_zero = from_zero
+        self._what = what
         self._interval = interval
         self._timeout = timeout
         self._kick_model = kick
@@ -172,19 +192,23 @@ class Analyst:
             window = watch.window
             began = loop.time()
             watch.wake.clear()
-            results = await asyncio.gather(*(self._scrape(pod, url) for pod, url in window.targets))
+            results = await asyncio.gather(
+                *(self._scrape(pod, url, window) for pod, url in window.targets)
+            )
             if _ident(watch.window) != _ident(window):
                 continue  # a new window meanwhile: its baseline is a round of its own
             try:
                 self._record(key, watch, window, results)
             except Exception:  # a bug must not end the Model's analysis for good
-                log.exception("recording the canary metrics of %s/%s crashed", *key)
-                watch.error = "internal error recording the canary metrics; see the operator log"
+                log.exception("recording the %s metrics of %s/%s crashed", self._what, *key)
+                watch.error = (
+                    f"internal error recording the {self._what} metrics; see the operator log"
+                )
             with contextlib.suppress(TimeoutError):
                 wait = max(0.0, self._interval - (loop.time() - began))
                 await asyncio.wait_for(watch.wake.wait(), wait)
 
-    async def _scrape(self, pod: str, url: str) -> Counters | str:
+    async def _scrape(self, pod: str, url: str, window: Window) -> Counters | str:
         """A pod's counters, or why there are none."""
         try:
             async with self._sem, asyncio.timeout(self._timeout):
@@ -197,7 +221,7 @@ class Analyst:
             return f"pod {pod}: {url} answered more than {scrape.BODY_MAX} bytes"
         try:
             # CPU work of a few milliseconds per pod: off the event loop.
-            return await asyncio.to_thread(analysis.parse, text)
+            return await asyncio.to_thread(self._parse, text, window)
         except ValueError as e:
             return f"pod {pod}: {url}: {e}"
 
@@ -214,6 +238,8 @@ class Analyst:
             known = watch.pods.get(pod)
             if known is not None:
                 known.update(result)
+            elif self._from_zero:
+                watch.pods[pod] = _Pod(result)
             elif not watch.opened or pod in watch.first:
                 # In the targets when the window opened: requests before now are not its own.
                 watch.pods[pod] = _Pod(result)
@@ -221,7 +247,11 @@ class Analyst:
             else:
                 watch.pods[pod] = _Pod(result)  # joined since: counts from zero
         before = (watch.figures, watch.error)
-        if watch.opened:
+        if self._from_zero:
+            now_all = {pod: p.counters for pod, p in watch.pods.items()}
+            watch.figures = replace(analysis.window({}, now_all), pods=answered)
+            watch.opened = True
+        elif watch.opened:
             now = {
                 pod: p.counters
                 for pod, p in watch.pods.items()
@@ -234,7 +264,7 @@ class Analyst:
         if error is not None and len(error) > ERROR_MAX:
             error = error[: ERROR_MAX - 1] + "…"
         if error != watch.error and error is not None:
-            log.info("canary metrics of %s/%s: %s", *key, error)
+            log.info("%s metrics of %s/%s: %s", self._what, *key, error)
         watch.error = error
         if (watch.figures, watch.error) != before:
             self._changed(key, watch)
@@ -262,7 +292,7 @@ class Analyst:
         try:
             self._kick_model(*key)
         except Exception:
-            log.exception("kicking %s/%s after new canary metrics crashed", *key)
+            log.exception("kicking %s/%s after new %s metrics crashed", *key, self._what)
 
 
 def _describe(e: Exception) -> str:

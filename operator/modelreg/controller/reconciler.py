@@ -28,11 +28,11 @@ from modelreg.adapters import kube as k8s
 from modelreg.adapters import objectstore as store
 from modelreg.api.models import Model, ModelStatus, ModelVersion, ModelVersionStatus, Phase
 from modelreg.controller import metrics
-from modelreg.controller.analyst import Analyst, Window
+from modelreg.controller.analyst import Analyst, Window, shadow_reading
 from modelreg.controller.auditor import Auditor
 from modelreg.controller.notifier import Notifier
 from modelreg.controller.verifier import Verifier
-from modelreg.lifecycle import builders, canary, naming, notify, retention
+from modelreg.lifecycle import builders, canary, naming, notify, retention, shadow
 from modelreg.lifecycle import plan as lifecycle
 from modelreg.lifecycle.patch import merge_patch
 from modelreg.settings import OperatorSettings
@@ -82,6 +82,7 @@ class _Posted:
 
 
 EVENTS_KEPT = 4096  # repeats of older Events post new ones (the API server keeps Events ~1h)
+SHADOW_SCRAPE_SECONDS = 5.0  # the serving pods' shadow counters: a status write at most this often
 CONFLICT_RECHECK_SECONDS = 30.0  # an unlabelled object in a child's place sends no events
 
 
@@ -140,6 +141,13 @@ def canary_targets(slices: list[Body], deployment: str) -> tuple[tuple[str, str]
     return tuple(sorted(out))
 
 
+def _shadow_pair(model: Model | None, status: ModelStatus | None) -> tuple[int, int] | None:
+    """(shadow version, serving version) while the Model's status says its serving pods mirror."""
+    if model is None or model.spec.shadow is None or status is None or status.shadow is None:
+        return None
+    return status.shadow.version, status.shadow.serving_version
+
+
 def expand(packed: bytes) -> Body:
     body: Body = json.loads(packed)
     return body
@@ -186,6 +194,7 @@ class Reconciler:
     auditor: Auditor | None = None
     notifier: Notifier | None = None
     analyst: Analyst | None = None
+    shadow_analyst: Analyst | None = None
     on_pass: Callable[[ModelKey], None] | None = None
 
     def __post_init__(self) -> None:
@@ -211,6 +220,14 @@ class Reconciler:
             self.notifier = Notifier(self.kube, self.settings, lambda key: self.kick(*key))
         if self.analyst is None:
             self.analyst = Analyst(kick=self.kick)
+        if self.shadow_analyst is None:
+            self.shadow_analyst = Analyst(
+                kick=self.kick,
+                interval=SHADOW_SCRAPE_SECONDS,
+                parse=shadow_reading,
+                from_zero=True,
+                what="shadow",
+            )
 
     async def close(self) -> None:
         for slot in self._slots.values():
@@ -224,8 +241,9 @@ class Reconciler:
             await self.verifier.close()
         if self.notifier is not None:
             await self.notifier.close()
-        if self.analyst is not None:
-            await self.analyst.close()
+        for analyst in (self.analyst, self.shadow_analyst):
+            if analyst is not None:
+                await analyst.close()
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):
@@ -336,12 +354,18 @@ class Reconciler:
             [expand(b) for b in self.caches.autoscalers.get(key) or []],
         )
         deployments = [lifecycle.deployment_state(b) for b in deployment_bodies]
-        service = None
+        service = shadow_service = None
         slices: list[Body] = []
         if services:
             slices = [expand(b) for b in self.caches.endpoints.get(key) or []]
-            service = lifecycle.service_state(services[0], slices)
+        for body in services:
+            labels = (body.get("metadata") or {}).get("labels") or {}
+            if labels.get(naming.ROLE_LABEL) == naming.SHADOW_ROLE:
+                shadow_service = lifecycle.service_state(body, slices)
+            elif service is None:
+                service = lifecycle.service_state(body, slices)
         measured = self._measure(key, model, slices)
+        shadow_measured = self._measure_shadow(key, model, slices)
         autoscaler = lifecycle.autoscaler_state(hpas[0]) if hpas else None
         cached = (
             {("Deployment", d.name) for d in deployments}
@@ -373,6 +397,8 @@ class Reconciler:
                 audits=audits,
                 autoscaler=autoscaler,
                 measured=measured,
+                shadow_service=shadow_service,
+                shadow_measured=shadow_measured,
             )
             if await self._apply_children(key, model, cached, result):
                 break
@@ -380,6 +406,8 @@ class Reconciler:
         status = result.model_status or (model.status if model is not None else None)
         if self.analyst is not None and (status is None or status.canary is None):
             self.analyst.stop(key)  # no canary (any more): no scraping
+        if self.shadow_analyst is not None and _shadow_pair(model, status) is None:
+            self.shadow_analyst.stop(key)
         self._count_phases(key, versions, result)
         self._wake_later(key, result.wake_after)
 
@@ -407,6 +435,34 @@ class Reconciler:
             errors=figures.errors,
             p99_ms=figures.p99_ms,
             problem=self.analyst.errors(key),
+        )
+
+    def _measure_shadow(
+        self, key: ModelKey, model: Model | None, slices: list[Body]
+    ) -> shadow.Measured | None:
+        """The shadow analyst's figures: what the serving pods mirrored to the shadow version."""
+        pair = _shadow_pair(model, model.status if model is not None else None)
+        if self.shadow_analyst is None or pair is None:
+            return None
+        version, serving = pair
+        window = Window(
+            version=version,
+            step=serving,  # another serving version is another window
+            started_at="",
+            targets=canary_targets(slices, naming.deployment_name(key[1], serving)),
+        )
+        figures = self.shadow_analyst.measure(key, window)
+        if figures is None:
+            return None
+        return shadow.Measured(
+            version=version,
+            serving=serving,
+            requests=figures.requests,
+            errors=figures.errors,
+            mismatches=figures.mismatches,
+            dropped=figures.dropped,
+            p99_ms=figures.p99_ms,
+            problem=self.shadow_analyst.errors(key),
         )
 
     def _wake_later(self, key: ModelKey, seconds: float | None) -> None:
@@ -542,6 +598,8 @@ class Reconciler:
                 with contextlib.suppress(k8s.NotFound):
                     await kube.call(kube.set_deployment_owner, namespace, name, uid, ref)
         writes: list[tuple[str, Body]] = [("Deployment", b) for b in result.apply_deployments]
+        if result.apply_shadow_service is not None:
+            writes.append(("Service", result.apply_shadow_service))
         if result.apply_service is not None:
             writes.append(("Service", result.apply_service))
         if result.apply_autoscaler is not None:
@@ -644,6 +702,12 @@ class Reconciler:
         if result.delete_service is not None:
             name = result.delete_service
             log.info("deleting Service %s/%s: no version serves", namespace, name)
+            removals.append(
+                self._delete(key, kube.delete_service, name, result.delete_uids.get(name))
+            )
+        if result.delete_shadow_service is not None:
+            name = result.delete_shadow_service
+            log.info("deleting Service %s/%s: no shadow runs", namespace, name)
             removals.append(
                 self._delete(key, kube.delete_service, name, result.delete_uids.get(name))
             )

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+SHADOW_REQUESTS = "modelreg_shadow_requests"
+SHADOW_DURATION = "modelreg_shadow_request_duration_seconds"
 REQUESTS = "modelreg_runtime_requests"
 DURATION = "modelreg_runtime_request_duration_seconds"
 REJECTED = "modelreg_runtime_rejected_requests"
@@ -48,6 +50,10 @@ class Counters:
     requests: int  # modelreg_runtime_requests_total, endpoint="infer", every status and protocol
     errors: int  # of those, the server's failures (the module docstring says which)
     buckets: Buckets = ()  # request duration histogram, endpoint="infer": (le, cumulative count)
+    # Shadow readings (`parse_shadow`) only: answers compared that differed, and sampled requests
+    # not mirrored. There `requests` are the mirrored requests and `errors` the shadow's failures.
+    mismatches: int = 0
+    dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ class Figures:
     errors: int
     p99_ms: float | None  # None when no request in the window
     pods: int  # pods that answered the last scrape
+    mismatches: int = 0  # shadow readings only (see Counters)
+    dropped: int = 0
 
     @property
     def error_rate(self) -> float | None:
@@ -113,6 +121,42 @@ def parse(text: str) -> Counters:
     return Counters(requests, errors, _merge(parts))
 
 
+def parse_shadow(text: str, version: int) -> Counters:
+    """The shadow counters of a serving pod's /metrics for the shadow `version`
+    (`modelreg.runtime.shadow`): requests = mirrored requests answered or failed (outcomes agree,
+    disagree, error), errors = error, mismatches = disagree, dropped = dropped; the buckets are the
+    mirrored round trip's. A pod that does not mirror (yet: the serving Deployment is rolling out)
+    has no such series: zeros. Raises ValueError when the text is not an exposition."""
+    counts: dict[str, int] = defaultdict(int)
+    series: dict[tuple[tuple[str, str], ...], dict[float, int]] = defaultdict(dict)
+    want = str(version)
+    try:
+        for family in text_string_to_metric_families(text):
+            name = _family(family.name)
+            if name not in (SHADOW_REQUESTS, SHADOW_DURATION):
+                continue
+            for sample in family.samples:
+                labels = sample.labels
+                if labels.get("version") != want:
+                    continue
+                value = _count(sample.value)
+                if sample.name == SHADOW_REQUESTS + "_total":
+                    counts[labels.get("outcome", "")] += value
+                elif sample.name == SHADOW_DURATION + "_bucket":
+                    key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+                    series[key][float(labels["le"])] = value
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise ValueError(f"not a Prometheus text exposition: {_short(e)}") from e
+    parts = [tuple(sorted(buckets.items())) for buckets in series.values()]
+    return Counters(
+        requests=counts["agree"] + counts["disagree"] + counts["error"],
+        errors=counts["error"],
+        buckets=_merge(parts),
+        mismatches=counts["disagree"],
+        dropped=counts["dropped"],
+    )
+
+
 def total(parts: Iterable[Counters]) -> Counters:
     """The sum of counters (of several pods, or of one pod's lives across restarts)."""
     items = list(parts)
@@ -120,6 +164,8 @@ def total(parts: Iterable[Counters]) -> Counters:
         sum(c.requests for c in items),
         sum(c.errors for c in items),
         _merge(c.buckets for c in items),
+        sum(c.mismatches for c in items),
+        sum(c.dropped for c in items),
     )
 
 
@@ -140,6 +186,8 @@ def window(baseline: Mapping[str, Counters], now: Mapping[str, Counters]) -> Fig
         errors=summed.errors,
         p99_ms=None if p99 is None else p99 * 1000.0,
         pods=len(now),
+        mismatches=summed.mismatches,
+        dropped=summed.dropped,
     )
 
 
@@ -165,7 +213,12 @@ def quantile(q: float, buckets: Buckets) -> float | None:
 
 def restarted(base: Counters, now: Counters) -> bool:
     """Whether a pod's counters went down from `base` to `now`: its process started afresh."""
-    if now.requests < base.requests or now.errors < base.errors:
+    if (
+        now.requests < base.requests
+        or now.errors < base.errors
+        or now.mismatches < base.mismatches
+        or now.dropped < base.dropped
+    ):
         return True
     if base.buckets and [le for le, _ in base.buckets] != [le for le, _ in now.buckets]:
         return True  # another histogram layout: another process
@@ -200,6 +253,8 @@ def _since(base: Counters | None, now: Counters) -> Counters:
         now.requests - base.requests,
         now.errors - base.errors,
         tuple((le, count - base_at(le)) for le, count in now.buckets),
+        now.mismatches - base.mismatches,
+        now.dropped - base.dropped,
     )
 
 

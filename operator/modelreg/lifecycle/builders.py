@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from modelreg.api.models import API_VERSION, Autoscaling, Model, ModelVersion, Runtime
+from modelreg.api.models import API_VERSION, Autoscaling, Model, ModelVersion, Runtime, Shadow
 from modelreg.lifecycle import naming
 
 Body = dict[str, Any]
@@ -31,13 +31,45 @@ class ServingDefaults:
     allow_pickle: bool = False
 
 
+@dataclass(frozen=True)
+class Mirror:
+    """Where a serving pod mirrors its sample of live requests (spec.shadow): the shadow Service.
+
+    The address is the Service's ClusterIP, not its DNS name: it needs no cluster DNS, and it is
+    stable for the Service's life, so a new shadow version does not change it."""
+
+    version: int
+    cluster_ip: str
+    grpc_port: int  # 0: gRPC requests are not mirrored
+    shadow: Shadow
+
+    def env(self) -> list[Body]:
+        host = f"[{self.cluster_ip}]" if ":" in self.cluster_ip else self.cluster_ip
+        s = self.shadow
+        env: list[Body] = [
+            {"name": "MODELREG_SHADOW_URL", "value": f"http://{host}:80"},
+            {"name": "MODELREG_SHADOW_VERSION", "value": str(self.version)},
+            {"name": "MODELREG_SHADOW_SAMPLE_PERCENT", "value": f"{s.sample_percent:g}"},
+            {"name": "MODELREG_SHADOW_TOLERANCE", "value": f"{s.tolerance:g}"},
+            {"name": "MODELREG_SHADOW_MAX_IN_FLIGHT", "value": str(s.max_in_flight)},
+            {"name": "MODELREG_SHADOW_TIMEOUT_MS", "value": str(s.timeout_ms)},
+        ]
+        if self.grpc_port:
+            env.append({"name": "MODELREG_SHADOW_GRPC_TARGET", "value": f"{host}:{self.grpc_port}"})
+        return env
+
+
 def owner_reference(kind: str, name: str, uid: str) -> Body:
     # blockOwnerDeletion is left unset: it would need update rights on the owner's finalizers.
     return {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": True}
 
 
 def _env(
-    model: Model, mv: ModelVersion, defaults: ServingDefaults, version_id: str | None
+    model: Model,
+    mv: ModelVersion,
+    defaults: ServingDefaults,
+    version_id: str | None,
+    mirror: Mirror | None,
 ) -> list[Body]:
     storage = model.spec.storage
     serving = model.spec.serving
@@ -62,6 +94,8 @@ def _env(
             {"name": "MODELREG_BATCH_MAX_SIZE", "value": str(serving.batching.max_batch_size)},
             {"name": "MODELREG_BATCH_MAX_WAIT_MS", "value": f"{serving.batching.max_wait_ms:g}"},
         ]
+    if mirror is not None and serving.runtime is Runtime.BUILTIN:
+        env += mirror.env()
     if defaults.allow_pickle:
         env.append({"name": "MODELREG_ALLOW_PICKLE", "value": "true"})
     if serving.runtime is Runtime.BUILTIN and mv.spec.signature is not None:
@@ -121,13 +155,14 @@ def _container(
     defaults: ServingDefaults,
     pinned_default: str | None,
     version_id: str | None,
+    mirror: Mirror | None,
 ) -> Body:
     serving = model.spec.serving
     image = serving.image or pinned_default or default_image(serving.runtime, defaults)
     container: Body = {
         "name": "model",
         "image": image,
-        "env": _env(model, mv, defaults, version_id),
+        "env": _env(model, mv, defaults, version_id, mirror),
         "ports": [{"name": "http", "containerPort": serving.port, "protocol": "TCP"}]
         + (
             [{"name": "grpc", "containerPort": grpc_port(model), "protocol": "TCP"}]
@@ -191,6 +226,8 @@ def build_deployment(
     artifact_size: int | None = None,
     artifact_version_id: str | None = None,
     replicas: int | None = None,
+    mirror: Mirror | None = None,
+    shadow: bool = False,
 ) -> Body:
     """The Deployment `<model>-v<N>` that serves one version, owned by the Model.
 
@@ -204,11 +241,27 @@ def build_deployment(
     `spec.serving.autoscaling` the HorizontalPodAutoscaler owns the count: `replicas` (see
     `start_replicas`) is what the Deployment is written with, and the spec hash leaves it out, so a
     change of scale is never a change of spec that the planner would write back.
+    `mirror`: the serving pods copy a sample of requests to the Model's shadow (spec.shadow).
+    `shadow`: this is the shadow's Deployment `<model>-shadow` instead (see `naming.SHADOW_OF`):
+    one per Model, so its selector (immutable) names no version, and spec.shadow.replicas pods.
     """
     serving = model.spec.serving
     name = naming.deployment_name(model.metadata.name, mv.spec.version)
     selector = naming.selector_labels(model.metadata.name, mv.spec.version)
     labels = naming.child_labels(model.metadata.name, mv.spec.version)
+    pod_labels = dict(labels)
+    auto = serving.autoscaling
+    if shadow:
+        assert model.spec.shadow is not None
+        name = naming.shadow_name(model.metadata.name)
+        selector = naming.shadow_selector(model.metadata.name)
+        labels = {**labels, naming.ROLE_LABEL: naming.SHADOW_ROLE}
+        pod_labels = {
+            naming.MANAGED_BY: naming.MANAGER,
+            **selector,
+            naming.VERSION_LABEL: str(mv.spec.version),
+        }
+        auto, replicas, mirror = None, model.spec.shadow.replicas, None
     if mv.status.artifact is not None:
         if artifact_size is None:
             artifact_size = mv.status.artifact.size_bytes
@@ -226,7 +279,9 @@ def build_deployment(
             "fsGroup": RUNTIME_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_container(model, mv, defaults, pinned_default, artifact_version_id)],
+        "containers": [
+            _container(model, mv, defaults, pinned_default, artifact_version_id, mirror)
+        ],
         "volumes": [
             {"name": "model", "emptyDir": model_dir},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
@@ -238,7 +293,6 @@ def build_deployment(
         pod_spec["tolerations"] = list(serving.tolerations)
     if serving.service_account_name:
         pod_spec["serviceAccountName"] = serving.service_account_name
-    auto = serving.autoscaling
     count = replicas if replicas is not None else auto.min_replicas if auto else serving.replicas
     spec: Body = {
         "replicas": count,
@@ -249,7 +303,7 @@ def build_deployment(
             "type": "RollingUpdate",
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
         },
-        "template": {"metadata": {"labels": {**labels}}, "spec": pod_spec},
+        "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
     }
     return {
         "apiVersion": "apps/v1",
@@ -266,7 +320,7 @@ def build_deployment(
 
 
 def deployment_hash(model: Model, spec: Body) -> str:
-    """The spec hash a Deployment with this spec carries (see `build_deployment`)."""
+    """The spec hash a serving Deployment with this spec carries (see `build_deployment`)."""
     return spec_hash(_hashed(spec, model.spec.serving.autoscaling))
 
 
@@ -329,16 +383,27 @@ def build_autoscaler(model: Model, version: int) -> Body:
     }
 
 
-def build_service(model: Model, version: int | None) -> Body:
+def build_shadow_service(model: Model) -> Body:
+    """The Service `<model>-shadow` in front of the shadow's pods, which the serving pods mirror
+    to; it stays while spec.shadow does, whatever the version, so its ClusterIP does too."""
+    return build_service(model, None, shadow=True)
+
+
+def build_service(model: Model, version: int | None, *, shadow: bool = False) -> Body:
     """The stable Service `<model>`, selecting the pods of the serving version; owned by the Model.
 
     `version` None: every serving pod of the Model, the stable version's and a canary's (see
     `modelreg.lifecycle.canary`)."""
-    selector = (
-        naming.selector_labels(model.metadata.name, version)
-        if version is not None
-        else {naming.MODEL_LABEL: naming.shorten(model.metadata.name)}
-    )
+    name = naming.service_name(model.metadata.name)
+    labels = naming.child_labels(model.metadata.name)
+    if shadow:
+        name = naming.shadow_name(model.metadata.name)
+        labels[naming.ROLE_LABEL] = naming.SHADOW_ROLE
+        selector = naming.shadow_selector(model.metadata.name)
+    elif version is not None:
+        selector = naming.selector_labels(model.metadata.name, version)
+    else:
+        selector = {naming.MODEL_LABEL: naming.shorten(model.metadata.name)}
     spec: Body = {
         "type": "ClusterIP",
         "selector": selector,
@@ -362,9 +427,9 @@ def build_service(model: Model, version: int | None) -> Body:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": naming.service_name(model.metadata.name),
+            "name": name,
             "namespace": model.metadata.namespace,
-            "labels": naming.child_labels(model.metadata.name),
+            "labels": labels,
             "annotations": {naming.SPEC_HASH: spec_hash(spec)},
             "ownerReferences": [owner_reference("Model", model.metadata.name, model.metadata.uid)],
         },

@@ -9,6 +9,11 @@ MANAGER = "modelreg"
 MODEL_LABEL = "modelreg.dev/model"
 VERSION_LABEL = "modelreg.dev/version"
 SPEC_HASH = "modelreg.dev/spec-hash"
+# The shadow's Deployment and Service carry ROLE_LABEL=shadow; its pods carry SHADOW_OF instead of
+# MODEL_LABEL, so that no serving Service (a canary's selects every pod with MODEL_LABEL) picks them.
+ROLE_LABEL = "modelreg.dev/role"
+SHADOW_ROLE = "shadow"
+SHADOW_OF = "modelreg.dev/shadow-of"
 DNS_LABEL_MAX = 63
 
 
@@ -33,6 +38,15 @@ def service_name(model: str) -> str:
 def autoscaler_name(model: str) -> str:
     """The HorizontalPodAutoscaler is named after the Model too: one per Model, never per version."""
     return shorten(model)
+
+
+def shadow_name(model: str) -> str:
+    """The shadow's Deployment and Service: `<model>-shadow`, one per Model whatever the version."""
+    return shorten(f"{model}-shadow")
+
+
+def shadow_selector(model: str) -> dict[str, str]:
+    return {SHADOW_OF: shorten(model)}
 
 
 def selector_labels(model: str, version: int) -> dict[str, str]:

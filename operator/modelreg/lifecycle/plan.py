@@ -33,6 +33,7 @@ from modelreg.api.models import (
     Condition,
     Finding,
     HistoryEntry,
+    MirrorStatus,
     Model,
     ModelStatus,
     ModelVersion,
@@ -40,6 +41,7 @@ from modelreg.api.models import (
     Phase,
     PinnedImage,
     ServingStatus,
+    ShadowStatus,
     Stage,
     Strategy,
 )
@@ -52,6 +54,7 @@ from modelreg.lifecycle import (
     gates,
     naming,
     retention,
+    shadow,
     stamps,
 )
 
@@ -129,6 +132,7 @@ class DeploymentState:
     replicas: int = 1
     uid: str = ""
     owner: Owner | None = OWNED
+    role: str = ""  # naming.SHADOW_ROLE for the shadow's Deployment
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class ServiceState:
     name: str = ""
     uid: str = ""
     owner: Owner | None = OWNED
+    cluster_ip: str = ""
 
 
 @dataclass(frozen=True)
@@ -258,6 +263,9 @@ class Plan:
     delete_deployments: list[str] = field(default_factory=list)
     apply_service: Body | None = None
     delete_service: str | None = None
+    # spec.shadow: the shadow's Service (its Deployment is in apply/delete_deployments).
+    apply_shadow_service: Body | None = None
+    delete_shadow_service: str | None = None
     # spec.serving.autoscaling: the HorizontalPodAutoscaler, written after the Service switch.
     apply_autoscaler: Body | None = None
     delete_autoscaler: str | None = None
@@ -314,6 +322,7 @@ def deployment_state(body: Body) -> DeploymentState:
         replicas=want,
         uid=str(meta.get("uid", "")),
         owner=controller_owner(meta),
+        role=str(labels.get(naming.ROLE_LABEL, "")),
     )
 
 
@@ -346,7 +355,13 @@ def service_state(body: Body, slices: list[Body] | None = None) -> ServiceState:
         name=str(name or ""),
         uid=str(body.get("metadata", {}).get("uid", "")),
         owner=controller_owner(body.get("metadata", {})),
+        cluster_ip=_cluster_ip(body),
     )
+
+
+def _cluster_ip(body: Body) -> str:
+    ip = str((body.get("spec") or {}).get("clusterIP") or "")
+    return "" if ip.lower() == "none" else ip
 
 
 @dataclass
@@ -359,6 +374,7 @@ class _Version:
     findings: list[Finding] = field(default_factory=list)  # the audit's, allow list applied
     # (reason, message) when the audit gate keeps it out of Staging and Production
     audit_block: tuple[str, str] | None = None
+    shadow_block: str | None = None  # why spec.promotion.shadow keeps it out of Production
     body: Body | None = None  # the Deployment it would run (versions asking for Production)
     # The spec hash of the attempt (its Deployment at its full count): a canary step's count
     # changes `body`, not the attempt a failure is recorded against.
@@ -370,7 +386,12 @@ class _Version:
 
     @property
     def eligible(self) -> bool:
-        return self.art.verdict is Verdict.VERIFIED and self.gates_ok and self.audit_block is None
+        return (
+            self.art.verdict is Verdict.VERIFIED
+            and self.gates_ok
+            and self.audit_block is None
+            and self.shadow_block is None
+        )
 
     @property
     def spec_hash(self) -> str:
@@ -510,6 +531,8 @@ def plan(
     audits: dict[str, AuditVerdict] | None = None,
     autoscaler: AutoscalerState | None = None,
     measured: canary.Measured | None = None,
+    shadow_service: ServiceState | None = None,
+    shadow_measured: shadow.Measured | None = None,
 ) -> Plan:
     """Everything the reconciler does for one Model, from what it sees.
 
@@ -543,10 +566,13 @@ def plan(
     # and unlabelled objects found where a child must go (`conflicts`), are never touched.
     out.conflicts = dict(conflicts or {})
     deps: dict[int, DeploymentState] = {}
+    shadow_dep: DeploymentState | None = None
     for d in deployments:
         if d.deleting:
             continue
-        if owned_by(d.owner, model_name, model_uid):
+        if d.role == naming.SHADOW_ROLE and owned_by(d.owner, model_name, model_uid):
+            shadow_dep = d
+        elif owned_by(d.owner, model_name, model_uid):
             deps[d.version] = d
         elif legacy_owner(d.owner, model_name, d.version) and model is not None:
             deps[d.version] = d
@@ -564,6 +590,13 @@ def plan(
             f"by {who}, not Model {model_name}"
         )
         service = None
+    if shadow_service is not None and not owned_by(shadow_service.owner, model_name, model_uid):
+        who = shadow_service.owner.describe() if shadow_service.owner else "no controller"
+        out.conflicts[("Service", shadow_service.name)] = (
+            f"Service {namespace}/{shadow_service.name} carries modelreg's labels but is "
+            f"controlled by {who}, not Model {model_name}"
+        )
+        shadow_service = None
     if autoscaler is not None and not owned_by(autoscaler.owner, model_name, model_uid):
         who = autoscaler.owner.describe() if autoscaler.owner else "no controller"
         out.conflicts[("HorizontalPodAutoscaler", autoscaler.name)] = (
@@ -587,6 +620,24 @@ def plan(
         current = max(holders, default=None)
     if current is not None and (current not in deps or model is None):
         current = None
+
+    # spec.shadow: whether its Deployment runs and the serving pods mirror to it (`shadow`), and
+    # spec.promotion.shadow: which versions it keeps out of Production.
+    decision = shadow.Decision(None, None, None)
+    mirror: builders.Mirror | None = None
+    if model is not None:
+        shadow_gate = model.spec.promotion.shadow
+        for v in views.values():
+            v.shadow_block = shadow.gate_block(shadow_gate, v.mv, current)
+        decision = _shadow_decision(model, views, current, shadow_dep, shadow_service, out)
+        if decision.mirror_to is not None and model.spec.shadow is not None:
+            assert shadow_service is not None
+            mirror = builders.Mirror(
+                decision.mirror_to,
+                shadow_service.cluster_ip,
+                builders.grpc_port(model),
+                model.spec.shadow,
+            )
 
     # Who should serve: the highest eligible version asking for Production. Gates are checked on
     # entering Production: the version already serving keeps its place if the gates change later.
@@ -619,6 +670,7 @@ def plan(
             builders.start_replicas(auto, own.replicas if own is not None else None)
             if auto is not None
             else None,
+            mirror=_mirror_for(mirror, v.n),
         )
         refused = rejected.get(v.body["metadata"]["name"])
         if refused is not None and refused.spec_hash == v.spec_hash:
@@ -637,7 +689,9 @@ def plan(
         step = _canary_step(model, candidate, current, deps, verdicts, measured, now)
         if step is not None:
             candidate.attempt = candidate.spec_hash
-            candidate.body = _deployment(model, candidate, defaults, step.replicas)
+            candidate.body = _deployment(
+                model, candidate, defaults, step.replicas, mirror=_mirror_for(mirror, candidate.n)
+            )
             shared = not step.switch and step.failed is None
             if step.wake_after is not None:
                 out.wake_after = step.wake_after
@@ -756,11 +810,29 @@ def plan(
         if service.uid:
             out.delete_uids[out.delete_service] = service.uid
     _plan_autoscaler(out, model, serving, autoscaler)
+    _plan_shadow(out, model, views, defaults, decision, shadow_dep, shadow_service)
 
+    record: tuple[int, ShadowStatus] | None = None
+    if model is not None and model.spec.shadow is not None and decision.mirror_to is not None:
+        n = decision.mirror_to
+        sv = next((v for v in views.values() if v.n == n), None)  # None: deleted meanwhile
+        assert current is not None
+        record = (
+            n,
+            shadow.record(
+                sv.mv.status.shadow if sv is not None else None,
+                serving=current,
+                sample_percent=model.spec.shadow.sample_percent,
+                measured=shadow_measured,
+                version=n,
+                now=now,
+            ),
+        )
     for v in views.values():
         status, events = _version_status(
             v,
             model=model,
+            shadow_status=record[1] if record is not None and record[0] == v.n else None,
             serving=shown,
             switching=v.n == serving and serving != shown,
             candidate=candidate.n if candidate else None,
@@ -787,15 +859,25 @@ def plan(
             namespace,
             now,
             cluster_domain,
+            decision,
+            shadow.mirror_status(model, decision, current, now),
         )
         out.events.extend(model_events)
-    protected = {n for n in (shown, serving, current, candidate.n if candidate else None) if n}
+    protected = {
+        n for n in (shown, serving, current, candidate.n if candidate else None, decision.run) if n
+    }
     out.delete_versions = retention.plan(model, live, protected)
     return out
 
 
 def _deployment(
-    model: Model, v: _Version, defaults: builders.ServingDefaults, replicas: int | None
+    model: Model,
+    v: _Version,
+    defaults: builders.ServingDefaults,
+    replicas: int | None,
+    *,
+    mirror: builders.Mirror | None = None,
+    as_shadow: bool = False,
 ) -> Body:
     """The Deployment version `v` runs, from what its status and artifact verdict recorded."""
     recorded = v.art.status or v.mv.status.artifact
@@ -807,7 +889,76 @@ def _deployment(
         artifact_size=recorded.size_bytes if recorded is not None else None,
         artifact_version_id=recorded.version_id if recorded is not None else None,
         replicas=replicas,
+        mirror=mirror,
+        shadow=as_shadow,
     )
+
+
+def _mirror_for(mirror: builders.Mirror | None, version: int) -> builders.Mirror | None:
+    """The serving pods of `version` mirror to the shadow, unless they are the shadow's version."""
+    return mirror if mirror is not None and mirror.version != version else None
+
+
+def _shadow_decision(
+    model: Model,
+    views: dict[str, _Version],
+    current: int | None,
+    dep: DeploymentState | None,
+    svc: ServiceState | None,
+    out: Plan,
+) -> shadow.Decision:
+    name = naming.shadow_name(model.metadata.name)
+    taken = out.conflicts.get(("Deployment", name)) or out.conflicts.get(("Service", name))
+    if model.spec.shadow is not None and taken:
+        return shadow.Decision(None, None, (False, "NameConflict", taken), warn=True)
+    problems: dict[int, tuple[str, str]] = {}
+    for v in views.values():
+        if v.art.verdict is Verdict.FAILED:
+            problems[v.n] = (v.art.reason or "ArtifactFailed", v.art.message)
+        elif v.art.verdict is not Verdict.VERIFIED:
+            problems[v.n] = ("Verifying", "its artifact is being verified")
+    return shadow.decide(
+        model,
+        {v.n: v.mv for v in views.values()},
+        problems,
+        current,
+        shadow.Children(
+            deployment_available=None if dep is None else dep.available,
+            deployment_version=None if dep is None else dep.version,
+            deployment_ready=0 if dep is None else dep.ready_replicas,
+            deployment_stuck=dep is not None and dep.deadline_exceeded,
+            cluster_ip=svc.cluster_ip if svc is not None and svc.cluster_ip else None,
+        ),
+    )
+
+
+def _plan_shadow(
+    out: Plan,
+    model: Model | None,
+    views: dict[str, _Version],
+    defaults: builders.ServingDefaults,
+    decision: shadow.Decision,
+    dep: DeploymentState | None,
+    svc: ServiceState | None,
+) -> None:
+    """The shadow's Deployment and Service: written while it runs, removed when it does not."""
+    run = next((v for v in views.values() if v.n == decision.run), None)
+    if model is not None and run is not None:
+        body = _deployment(model, run, defaults, None, as_shadow=True)
+        if dep is None or dep.spec_hash != body["metadata"]["annotations"][naming.SPEC_HASH]:
+            out.apply_deployments.append(body)
+        service = builders.build_shadow_service(model)
+        if svc is None or svc.spec_hash != service["metadata"]["annotations"][naming.SPEC_HASH]:
+            out.apply_shadow_service = service
+        return
+    if dep is not None:
+        out.delete_deployments.append(dep.name)
+        if dep.uid:
+            out.delete_uids[dep.name] = dep.uid
+    if svc is not None:
+        out.delete_shadow_service = svc.name
+        if svc.uid:
+            out.delete_uids[svc.name] = svc.uid
 
 
 def _canary_step(
@@ -927,6 +1078,8 @@ def _why_not(v: _Version, verdicts: _Verdicts) -> str:
         return "GatesFailed"
     if v.audit_block is not None:
         return v.audit_block[0]
+    if v.shadow_block is not None:
+        return "ShadowGateFailed"
     if v.failed_now or v.n in verdicts.failed:
         return "RolloutFailed"
     return "not eligible"
@@ -936,6 +1089,7 @@ def _version_status(
     v: _Version,
     *,
     model: Model | None,
+    shadow_status: ShadowStatus | None,
     serving: int | None,
     switching: bool,
     candidate: int | None,
@@ -1046,6 +1200,9 @@ def _version_status(
             "Staged",
             f"in Staging; {_gate_message(v)}",
         )
+    elif v.shadow_block is not None:
+        stage, phase, ready = resting, Phase.BLOCKED, False
+        reason, message = "ShadowGateFailed", f"cannot enter Production: {v.shadow_block}"
     elif v.n in verdicts.conflict:
         stage, phase, ready = resting, Phase.BLOCKED, False
         reason, message = "NameConflict", f"cannot be served: {verdicts.conflict[v.n]}"
@@ -1195,6 +1352,7 @@ def _version_status(
         failed_spec_hash=failed_hash if failed_generation is not None else None,
         default_image=pin,
         history=history,
+        shadow=shadow_status or old.shadow,
         audit=audit_status,
         conditions=conds,
     )
@@ -1228,6 +1386,8 @@ def _model_status(
     namespace: str,
     now: str,
     cluster_domain: str,
+    shadowing: shadow.Decision,
+    mirrored: MirrorStatus | None,
 ) -> tuple[ModelStatus | None, list[Event]]:
     old = model.status
     asked = [v for v in views if v.mv.spec.stage is Stage.PRODUCTION]
@@ -1306,6 +1466,8 @@ def _model_status(
             events.append(_model_event(model, "Warning", "AliasNotResolved", resolved.message))
     else:
         conds = [c for c in conds if c.type != aliases.ALIASES_RESOLVED]
+    conds, shadow_events = _shadow_condition(model, conds, shadowing, now)
+    events.extend(shadow_events)
     status = ModelStatus(
         observed_generation=model.metadata.generation,
         production_version=serving,
@@ -1315,6 +1477,7 @@ def _model_status(
         else None,
         aliases=resolved.valid,
         withdraw_at=verdicts.withdraw_at,
+        shadow=mirrored,
         canary=verdicts.canary,
         notifications=old.notifications,  # the notifier's figures, merged in by the reconciler
         conditions=conds,
@@ -1367,6 +1530,29 @@ def _model_status(
     if status.wire() == old.wire():
         return None, events
     return status, events
+
+
+def _shadow_condition(
+    model: Model, conds: list[Condition], decision: shadow.Decision, now: str
+) -> tuple[list[Condition], list[Event]]:
+    """The Model's Shadowing condition, and an Event when its reason changes."""
+    if decision.condition is None:
+        return [c for c in conds if c.type != shadow.SHADOWING], []
+    ok, reason, message = decision.condition
+    old = conditions.get_condition(conds, shadow.SHADOWING)
+    conds = conditions.set_condition(
+        conds,
+        shadow.SHADOWING,
+        ok,
+        reason,
+        message,
+        generation=model.metadata.generation,
+        now=now,
+    )
+    if old is not None and old.reason == reason:
+        return conds, []
+    kind = "Warning" if decision.warn else "Normal"
+    return conds, [_model_event(model, kind, "Shadow" + reason.removeprefix("Shadow"), message)]
 
 
 @dataclass(frozen=True)

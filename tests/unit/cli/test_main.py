@@ -617,3 +617,62 @@ def test_describe_model_shows_the_rollout_and_a_canary_under_way() -> None:
     blue = Model.model_validate({"metadata": {"name": "m", "namespace": "ns"}, "spec": {}})
     assert "Rollout:     BlueGreen\n" in output.describe_model(blue, [])
     assert "Canary:" not in output.describe_model(blue, [])
+
+
+def test_describe_shows_the_shadow_its_gate_and_the_comparison() -> None:
+    from modelreg.api.models import Model, ModelVersion
+
+    m = Model.model_validate(
+        {
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": {
+                "shadow": {"version": 3, "samplePercent": 25},
+                "promotion": {"shadow": {"minAgreement": 0.99, "minRequests": 500}},
+            },
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Shadowing",
+                        "status": "True",
+                        "reason": "Mirroring",
+                        "message": "version 2 mirrors 25% of its inference requests to version 3",
+                    }
+                ]
+            },
+        }
+    )
+    text = output.describe_model(m, [])
+    assert (
+        "Shadow:      version 3, 25% of requests: Mirroring: version 2 mirrors 25% of its "
+        "inference requests to version 3"
+    ) in text
+    assert "  shadow: agreement >= 0.99 over >= 500 requests" in text
+    mv = ModelVersion.model_validate(
+        {
+            "metadata": {"name": "m-v3", "namespace": "ns"},
+            "spec": {
+                "model": "m",
+                "version": 3,
+                "artifact": {"uri": "s3://b/m/3/model.onnx", "sha256": "a" * 64},
+            },
+            "status": {
+                "shadow": {
+                    "servingVersion": 2,
+                    "since": "2026-12-05T01:00:00Z",
+                    "samplePercent": 25,
+                    "requests": 210,
+                    "compared": 200,
+                    "agreed": 197,
+                    "errors": 10,
+                    "dropped": 4,
+                    "agreement": 0.985,
+                    "p99LatencyMs": 12.5,
+                }
+            },
+        }
+    )
+    text = output.describe_version(mv)
+    assert "Shadow:        compared with version 2" in text
+    assert "  Agreement    98.50% (197 of 200 compared)" in text
+    assert "  Mirrored     210 (10 failed, 4 dropped) at 25% since 2026-12-05T01:00:00Z" in text
+    assert "  p99 latency  12.5 ms" in text
