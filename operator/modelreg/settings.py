@@ -7,7 +7,9 @@ it down; domain code never reads `os.environ`. The model server has its own sett
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -145,3 +147,50 @@ class OperatorSettings(BaseSettings):
     seal_namespace: str = Field(
         default="", description="The operator's own namespace, where seal_secret lives."
     )
+    leader_election: bool = Field(
+        default=False,
+        description=(
+            "Run as one of several replicas: only the holder of the Lease leader_lease (in "
+            "leader_namespace) reconciles and writes; the others wait as standbys. The chart "
+            "turns it on."
+        ),
+    )
+    leader_lease: str = Field(default="modelreg-operator", description="The Lease's name.")
+    leader_namespace: str = Field(
+        default="", description="The Lease's namespace (the chart: the operator's own)."
+    )
+    leader_identity: str = Field(
+        default="",
+        description="This replica's identity in the Lease; default: hostname (the pod's name) "
+        "and a random suffix, so a restarted pod is a new holder.",
+    )
+    lease_duration_seconds: int = Field(
+        default=10,
+        ge=2,
+        le=300,
+        description="How long a Lease not renewed keeps standbys waiting: the longest takeover.",
+    )
+    renew_deadline_seconds: float = Field(
+        default=7.0,
+        gt=0,
+        description="A leader that could not renew for this long stops writing and exits; "
+        "shorter than lease_duration_seconds, so it stops before a standby may take over.",
+    )
+    retry_period_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader renews and standbys try."
+    )
+
+    @model_validator(mode="after")
+    def _deadline_before_expiry(self) -> Self:
+        if self.leader_election and self.renew_deadline_seconds >= self.lease_duration_seconds:
+            raise ValueError(
+                f"renew_deadline_seconds ({self.renew_deadline_seconds:g}) must be shorter than "
+                f"lease_duration_seconds ({self.lease_duration_seconds}): a leader must stop "
+                "writing before a standby may take its Lease"
+            )
+        if self.leader_election and self.retry_period_seconds >= self.renew_deadline_seconds:
+            raise ValueError(
+                f"retry_period_seconds ({self.retry_period_seconds:g}) must be shorter than "
+                f"renew_deadline_seconds ({self.renew_deadline_seconds:g})"
+            )
+        return self

@@ -128,11 +128,29 @@ def test_install_manifest_creates_a_restricted_namespace_first() -> None:
 # The operator Deployment
 
 
-def test_operator_deployment_is_one_replica_recreate_and_restricted() -> None:
-    dep = only(render(), "Deployment")
+def test_operator_deployment_is_one_elected_replica_by_default_and_restricted() -> None:
+    objs = render()
+    dep = only(objs, "Deployment")
     spec = dep["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Leader election is always on: a rolling update brings the new pod up as a standby.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    env = {e["name"]: e for e in spec["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELREG_LEADER_ELECTION"]["value"] == "true"
+    assert env["MODELREG_LEADER_LEASE"]["value"] == "modelreg"
+    assert env["MODELREG_LEADER_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert (
+        env["MODELREG_LEASE_DURATION_SECONDS"]["value"],
+        env["MODELREG_RENEW_DEADLINE_SECONDS"]["value"],
+        env["MODELREG_RETRY_PERIOD_SECONDS"]["value"],
+    ) == ("10", "7", "2")
+    assert "affinity" not in spec["template"]["spec"]
+    assert not of_kind(objs, "PodDisruptionBudget")  # one replica: a budget would block drains
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -232,8 +250,9 @@ def test_all_namespaces_operator_rbac_is_exactly_what_it_needs() -> None:
     binding = only(objs, "ClusterRoleBinding", "modelreg-operator")
     assert binding["roleRef"]["name"] == "modelreg-operator"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelreg", "namespace": NS}]
-    assert [r["metadata"]["name"] for r in of_kind(objs, "Role")] == ["modelreg-seal"]
-    assert [b["metadata"]["name"] for b in of_kind(objs, "RoleBinding")] == ["modelreg-seal"]
+    own = ["modelreg-leader", "modelreg-seal"]
+    assert sorted(r["metadata"]["name"] for r in of_kind(objs, "Role")) == own
+    assert sorted(b["metadata"]["name"] for b in of_kind(objs, "RoleBinding")) == own
 
 
 def test_the_seal_role_reads_one_secret_of_the_operator_namespace() -> None:
@@ -327,11 +346,12 @@ def test_watch_namespaces_switches_to_namespaced_roles() -> None:
     cluster_role = only(objs, "ClusterRole", "modelreg-operator")
     # Cluster-wide only what Kopf needs to find its resources and namespaces: no Secrets.
     assert triples(cluster_role["rules"]) == CRD_DISCOVERY | NAMESPACE_DISCOVERY
-    roles = [r for r in of_kind(objs, "Role") if r["metadata"]["name"] != "modelreg-seal"]
+    own = ("modelreg-seal", "modelreg-leader")
+    roles = [r for r in of_kind(objs, "Role") if r["metadata"]["name"] not in own]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert triples(role["rules"]) == NAMESPACED_OPERATOR_RULES
-    bindings = [b for b in of_kind(objs, "RoleBinding") if b["metadata"]["name"] != "modelreg-seal"]
+    bindings = [b for b in of_kind(objs, "RoleBinding") if b["metadata"]["name"] not in own]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for b in bindings:
         assert b["roleRef"] == {
@@ -566,3 +586,33 @@ def test_schema_and_values_agree() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["crds"]["keep"] is True
     assert render()  # renders with the defaults: values.yaml satisfies the strict schema
+
+
+def test_two_replicas_get_a_disruption_budget_anti_affinity_and_only_their_lease() -> None:
+    objs = render("--set", "replicaCount=2")
+    dep = only(objs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    anti = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = dep["spec"]["selector"]["matchLabels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
+    pdb = only(objs, "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+    leader = only(objs, "Role", "modelreg-leader")
+    assert leader["metadata"]["namespace"] == NS
+    binding = only(objs, "RoleBinding", "modelreg-leader")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelreg", "namespace": NS}]
+    assert leader["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["modelreg"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+    off = render("--set", "replicaCount=2", "--set", "operator.podDisruptionBudget.enabled=false")
+    assert not of_kind(off, "PodDisruptionBudget")
+    own = render("--set", "replicaCount=2", "--set-json", 'operator.affinity={"nodeAffinity": {}}')
+    assert only(own, "Deployment")["spec"]["template"]["spec"]["affinity"] == {"nodeAffinity": {}}

@@ -231,3 +231,25 @@ def test_an_unreachable_store_keeps_the_version_waiting_and_is_asked_again() -> 
         await v.close()
 
     asyncio.run(go())
+
+
+def test_a_promotion_during_a_background_confirmation_is_confirmed_and_kicked() -> None:
+    """A resting version's background confirmation is in flight when the version is asked into
+    Production: its end brings the pass that confirms it for Production (a new operator leader
+    confirms every artifact at start, and a promotion may come at that moment)."""
+
+    async def go() -> None:
+        v, kicked = make()
+        resting = version("None", artifact=recorded(v), stage="None", phase="Ready")
+        assert v.verdict(model(), resting).verdict is Verdict.VERIFIED  # background HEAD starts
+        asked = version("Production", artifact=recorded(v), stage="None", phase="Ready")
+        assert v.verdict(model(), asked).reason == "Confirming"  # the HEAD is still in flight
+        await settle(v)
+        assert ("ns", "m") in kicked, "nobody looks at the Model again: the promotion waits"
+        assert v.verdict(model(), asked).reason == "Confirming"  # its own confirmation now
+        await settle(v)
+        assert FakeStore.calls == [f"head {URI}", f"head {URI}"]
+        assert v.verdict(model(), asked).verdict is Verdict.VERIFIED
+        await v.close()
+
+    asyncio.run(go())

@@ -65,6 +65,14 @@ class ConfigError(KubeError):
     """No usable kubeconfig or in-cluster configuration."""
 
 
+class Fenced(KubeError):
+    """A write refused before it was sent: this replica no longer holds the leader Lease."""
+
+
+# Client methods that change something: the ones a fence stops (see `Kube.fence`).
+_WRITES = ("create_", "patch_", "replace_", "delete_")
+
+
 def _message(exc: ApiException) -> str:
     try:
         body = json.loads(exc.body or "{}")
@@ -156,11 +164,24 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.autoscaling = client.AutoscalingV2Api(api)
+        self.coordination = client.CoordinationV1Api(api)
         self.timeout = request_timeout
         self._lock = threading.Lock()
         self.requests = 0  # API calls made: the benchmarks report requests per version
+        # Leader election: a write is sent only while this returns None (else: why not). Checked
+        # in the worker thread right before the request; the Lease's own writes are not fenced.
+        self.fence: Callable[[], str | None] | None = None
 
     def _do(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        fence = self.fence
+        if (
+            fence is not None
+            and fn.__name__.startswith(_WRITES)
+            and getattr(fn, "__self__", None) is not self.coordination
+        ):
+            why = fence()
+            if why is not None:
+                raise Fenced(f"not writing ({fn.__name__}): {why}")
         with self._lock:
             self.requests += 1
         try:
@@ -228,6 +249,57 @@ class Kube:
             {"status": status},
         )
         return result
+
+    # -- the leader Lease (coordination.k8s.io/v1) ----------------------------------------------
+
+    def get_lease(self, namespace: str, name: str) -> Body | None:
+        """The Lease as JSON (its spec's times as the API server wrote them), or None."""
+        try:
+            found = self._do(
+                self.coordination.read_namespaced_lease, name, namespace, _preload_content=False
+            )
+        except NotFound:
+            return None
+        lease: Body = json.loads(found.data)
+        return lease
+
+    def create_lease(self, namespace: str, name: str, spec: Body, labels: dict[str, str]) -> Body:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": spec,
+        }
+        found = self._do(
+            self.coordination.create_namespaced_lease, namespace, body, _preload_content=False
+        )
+        lease: Body = json.loads(found.data)
+        return lease
+
+    def replace_lease(
+        self, namespace: str, name: str, spec: Body, resource_version: str, labels: dict[str, str]
+    ) -> Body:
+        """Write the Lease's spec if it is still at `resource_version` (else Conflict)."""
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": resource_version,
+                "labels": labels,
+            },
+            "spec": spec,
+        }
+        found = self._do(
+            self.coordination.replace_namespaced_lease,
+            name,
+            namespace,
+            body,
+            _preload_content=False,
+        )
+        lease: Body = json.loads(found.data)
+        return lease
 
     # -- children --------------------------------------------------------------------------------
 
@@ -417,6 +489,7 @@ class ClientKube(Kube):
         self.timeout = request_timeout
         self._lock = threading.Lock()
         self.requests = 0
+        self.fence = None  # the SDK acts for its user: no leader, nothing fenced
 
     def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
         """The decoded data of a Secret. Values are credentials: never log or store them."""

@@ -3,14 +3,16 @@
     python -m modelreg.controller [--namespace NS ...] [--metrics-port N] [--verbose]
 
 All namespaces when no --namespace is given. Settings come from MODELREG_* variables
-(`modelreg.settings.OperatorSettings`); flags override them. Kopf has no leader election: run one
-replica (this process runs standalone, without peering).
+(`modelreg.settings.OperatorSettings`); flags override them. With MODELREG_LEADER_ELECTION=true
+several replicas may run: only the holder of the leader Lease reconciles (`modelreg.controller.
+leader`); without it, run exactly one (kopf runs standalone, without peering).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 
@@ -19,7 +21,7 @@ from pydantic import SecretStr, ValidationError
 
 from modelreg.adapters import impersonation
 from modelreg.adapters import kube as k8s
-from modelreg.controller import metrics
+from modelreg.controller import leader, metrics
 from modelreg.controller.handlers import install
 from modelreg.controller.reconciler import Reconciler
 from modelreg.settings import OperatorSettings
@@ -106,6 +108,26 @@ def main(argv: list[str] | None = None) -> int:
         "modelreg operator starting; watching %s",
         ", ".join(namespaces) if namespaces else "all namespaces",
     )
+    if settings.leader_election:
+        if not settings.leader_namespace:
+            print(
+                "error: MODELREG_LEADER_ELECTION needs MODELREG_LEADER_NAMESPACE", file=sys.stderr
+            )
+            return 2
+        elector = leader.Elector(
+            kube,
+            namespace=settings.leader_namespace,
+            name=settings.leader_lease,
+            identity=settings.leader_identity or leader.default_identity(),
+            duration_seconds=settings.lease_duration_seconds,
+            renew_deadline_seconds=settings.renew_deadline_seconds,
+            retry_seconds=settings.retry_period_seconds,
+        )
+        kube.fence = elector.fence
+        try:
+            return asyncio.run(_elected(elector, registry, settings, namespaces))
+        except KeyboardInterrupt:
+            return 0
     try:
         kopf.run(
             registry=registry,
@@ -118,6 +140,50 @@ def main(argv: list[str] | None = None) -> int:
         pass
     except asyncio.CancelledError:
         pass
+    return 0
+
+
+async def _elected(
+    elector: leader.Elector,
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    namespaces: list[str],
+) -> int:
+    """Standby until the Lease is ours, then kopf for as long as it stays ours."""
+    log = logging.getLogger("modelreg.controller")
+    health = await leader.standby_health(settings.liveness_endpoint)
+    try:
+        await elector.acquire()
+    finally:
+        if health is not None:
+            await health.cleanup()  # kopf serves the liveness endpoint from now on
+    log.info("%s leads: reconciling", elector.identity)
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=registry,
+            standalone=True,
+            namespaces=namespaces,
+            clusterwide=not namespaces,
+            liveness_endpoint=settings.liveness_endpoint or None,
+        ),
+        name="kopf",
+    )
+    keeper = asyncio.create_task(elector.keep(), name="leader-lease")
+    done, _ = await asyncio.wait({operator, keeper}, return_when=asyncio.FIRST_COMPLETED)
+    if keeper in done:
+        log.error(
+            "%s: lost the leadership (%s); stopping without another write, to restart as a standby",
+            elector.identity,
+            keeper.result(),
+        )
+        operator.cancel()
+        with contextlib.suppress(BaseException):
+            await operator
+        return 1
+    keeper.cancel()
+    with contextlib.suppress(BaseException):
+        await keeper
+    await elector.release()
     return 0
 
 

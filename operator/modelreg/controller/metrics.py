@@ -33,6 +33,13 @@ VERIFICATION_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
 )
 
+LEADER = Gauge(
+    "modelreg_leader", "1 while this replica holds the leader Lease and reconciles, else 0."
+)
+LEADER_TRANSITIONS = Counter(
+    "modelreg_leader_acquisitions_total", "Times this replica took the leader Lease."
+)
+
 _totals: Tally[str] = Tally()
 
 

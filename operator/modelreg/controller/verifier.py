@@ -83,6 +83,7 @@ class Verifier:
         self._outcomes: dict[str, _Outcome] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._confirmed: dict[str, _Confirmation] = {}
+        self._kick_after: set[str] = set()  # keys whose in-flight confirmation must kick
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         key = settings.seal_key.get_secret_value().encode()
         self._seal_key = key or os.urandom(32)
@@ -194,6 +195,10 @@ class Verifier:
             time.monotonic() - done.at < self._settings.artifact_confirm_seconds
         )
         waiting = entering and (done is None or done.stage is not asked)
+        if waiting and key in self._tasks:
+            # A confirmation started for another stage is in flight: its end must bring the
+            # pass that starts this version's own, or the promotion waits for nothing.
+            self._kick_after.add(key)
         if (waiting or not fresh) and key not in self._tasks:
             self._tasks[key] = asyncio.get_running_loop().create_task(
                 self._confirm(key, model_key, model, spec, recorded, asked, waiting),
@@ -231,6 +236,7 @@ class Verifier:
             del self._outcomes[key]
         for key in [k for k in self._confirmed if k.startswith(prefix)]:
             del self._confirmed[key]
+        self._kick_after = {k for k in self._kick_after if not k.startswith(prefix)}
         for key in [k for k in self._expiries if k.startswith(prefix)]:
             self._expiries.pop(key).cancel()
         for key in [k for k in self._tasks if k.startswith(prefix)]:
@@ -404,9 +410,11 @@ class Verifier:
             (bool(recorded.etag) and info.etag != recorded.etag)
             or (recorded.version_id or None) != info.version_id
         )
+        kick = waiting or key in self._kick_after
+        self._kick_after.discard(key)
         if not changed:
             self._confirmed_now(key, model_key, started, asked)
-            if waiting:
+            if kick:
                 self._on_done(model_key)
             return
         if info is not None:
