@@ -402,3 +402,38 @@ def test_aliases_that_resolve_are_published_and_the_others_are_named() -> None:
     assert gone is not None
     assert not [c for c in gone.conditions if c.type == "AliasesResolved"]
     assert gone.aliases == {}
+
+
+def test_a_first_check_writes_no_event_until_its_outcome() -> None:
+    """Scale: a new version's Verifying is in its status and history, and only the outcome gets
+    an Event (one write per version, not two); a check of a version already Ready does."""
+
+    m = model()
+    checking = ArtifactVerdict(Verdict.VERIFYING, "Verifying", "computing the sha256")
+
+    def run(v: ModelVersion, verdict: ArtifactVerdict) -> tuple[ModelVersion, list[str]]:
+        p = plan(
+            namespace="ns",
+            model_name="m",
+            model=m,
+            versions=[v],
+            artifacts={v.metadata.name: verdict},
+            deployments=[],
+            service=None,
+            defaults=DEFAULTS,
+            now=NOW,
+        )
+        st = p.version_status.get(v.metadata.name, v.status)
+        return v.model_copy(update={"status": st}), [
+            e.reason for e in p.events if e.kind != "Model"
+        ]
+
+    v, events = run(version(1), checking)
+    assert v.status.phase is Phase.VERIFYING
+    assert [h.phase for h in v.status.history] == [Phase.VERIFYING]
+    assert events == []
+    v, events = run(v, OK)
+    assert v.status.phase is Phase.READY
+    assert events == ["Registered"]
+    v, events = run(v, ArtifactVerdict(Verdict.VERIFYING, "Reverifying", "the object changed"))
+    assert events == ["Reverifying"]  # a check of a known version is news

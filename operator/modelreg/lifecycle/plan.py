@@ -1320,7 +1320,11 @@ def _version_status(
     elif old.phase != phase or old.stage != stage:
         history.append(HistoryEntry(stage=stage, phase=phase, at=now, message=message[:1000]))
         history = history[-history_limit:]
-    if old.phase != phase or old.stage != stage:
+    # An Event for each change of phase, except into Pending and Verifying: a check under way is
+    # in the status and its history, and its outcome gets the Event (one API write per version
+    # instead of two when thousands are verified at once).
+    quiet = phase in (Phase.PENDING, Phase.VERIFYING) and old.phase in (None, Phase.PENDING)
+    if (old.phase != phase or old.stage != stage) and not quiet:
         warn = phase in (Phase.BLOCKED, Phase.FAILED, Phase.SUPERSEDED)
         events.append(
             Event(
