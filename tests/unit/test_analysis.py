@@ -17,7 +17,15 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from modelreg.lifecycle.analysis import Counters, Figures, parse, quantile, restarted, window
+from modelreg.lifecycle.analysis import (
+    Counters,
+    Figures,
+    parse,
+    parse_shadow,
+    quantile,
+    restarted,
+    window,
+)
 from modelreg.runtime.metrics import LATENCY_BUCKETS, Metrics
 from modelreg.runtime.proto import grpc_predict_v2_pb2 as pb
 from tests.unit.runtime.conftest import Artifact, Running, serve, settings_for, sha256_of
@@ -284,3 +292,39 @@ def test_restarted_when_any_counter_goes_down() -> None:
     assert restarted(A0, _c(100, 0, (0.01, 80), (0.1, 100), (INF, 100)))  # errors down
     assert restarted(A0, _c(100, 1, (0.01, 70), (0.1, 100), (INF, 100)))  # a bucket down
     assert restarted(A0, _c(100, 1, (0.05, 80), (0.1, 100), (INF, 100)))  # another layout
+
+
+SHADOW_TEXT = """\
+# HELP modelreg_shadow_requests_total Mirrored requests by outcome.
+# TYPE modelreg_shadow_requests_total counter
+modelreg_shadow_requests_total{outcome="agree",version="3"} 90.0
+modelreg_shadow_requests_total{outcome="disagree",version="3"} 6.0
+modelreg_shadow_requests_total{outcome="error",version="3"} 4.0
+modelreg_shadow_requests_total{outcome="dropped",version="3"} 7.0
+modelreg_shadow_requests_total{outcome="other_version",version="3"} 2.0
+modelreg_shadow_requests_total{outcome="agree",version="2"} 500.0
+# TYPE modelreg_shadow_request_duration_seconds histogram
+modelreg_shadow_request_duration_seconds_bucket{le="0.005",version="3"} 50.0
+modelreg_shadow_request_duration_seconds_bucket{le="0.01",version="3"} 100.0
+modelreg_shadow_request_duration_seconds_bucket{le="+Inf",version="3"} 102.0
+modelreg_shadow_request_duration_seconds_count{version="3"} 102.0
+modelreg_shadow_request_duration_seconds_sum{version="3"} 0.6
+"""
+
+
+def test_parse_shadow_counts_the_outcomes_of_one_shadow_version() -> None:
+    c = parse_shadow(SHADOW_TEXT, 3)
+    # requests: answered or failed; other_version is not compared, dropped was never sent
+    assert (c.requests, c.errors, c.mismatches, c.dropped) == (100, 4, 6, 7)
+    assert c.buckets == ((0.005, 50), (0.01, 100), (math.inf, 102))
+    other = parse_shadow(SHADOW_TEXT, 2)
+    assert (other.requests, other.errors, other.mismatches) == (500, 0, 0)
+    # A pod that does not mirror (yet) exports none of it: zeros, not an error.
+    assert parse_shadow("# nothing here\n", 3) == Counters(0, 0, ())
+    figures = window({}, {"a": c, "b": other})
+    assert (figures.requests, figures.mismatches, figures.dropped) == (600, 6, 7)
+
+
+def test_parse_shadow_refuses_what_is_not_an_exposition() -> None:
+    with pytest.raises(ValueError, match="not a Prometheus text exposition"):
+        parse_shadow('modelreg_shadow_requests_total{outcome="agree",version="3"} -1\n', 3)

@@ -482,3 +482,30 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])  # closed again on return: nothing listens there
+
+
+def test_a_shadow_reading_counts_every_pod_from_zero() -> None:
+    """Shadow counters belong to the one shadow version a serving pod was started with: no
+    baseline, the first round already gives the figures; a pod that restarts keeps its count."""
+    from modelreg.controller.analyst import shadow_reading
+    from tests.unit.test_analysis import SHADOW_TEXT
+
+    async def go() -> None:
+        pages = {"u1": SHADOW_TEXT, "u2": SHADOW_TEXT}
+
+        async def fetch(url: str) -> str:
+            return pages[url]
+
+        analyst = Analyst(
+            interval=FAST, timeout=1, fetch=fetch, parse=shadow_reading, from_zero=True
+        )
+        w = Window(version=3, step=1, started_at="", targets=(("a", "u1"), ("b", "u2")))
+        f = await figures(analyst, w, "the first round's figures", lambda f: f.requests == 200)
+        assert (f.errors, f.mismatches, f.dropped, f.pods) == (8, 12, 14, 2)
+        assert f.p99_ms is not None
+        pages["u2"] = SHADOW_TEXT.replace(" 90.0", " 1.0").replace(" 4.0\n", " 0.0\n")
+        f = await figures(analyst, w, "b's restart kept", lambda f: f.requests > 200)
+        assert f.requests == 100 + 100 + 7  # b counted 100 before its restart, 7 since
+        await analyst.close()
+
+    run(go)
