@@ -117,6 +117,8 @@ class DataPlane:
                 self.executor,
                 max_rows=self.batch_max_size,
                 max_wait_seconds=settings.batch_max_wait_ms / 1000,
+                inline=lambda elements: self.inlines and elements <= self._inline_max,
+                on_inline=self._track_inline,
             )
 
     # -- start-up ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -314,6 +315,53 @@ def test_a_lone_request_goes_at_once(artifacts: Artifacts) -> None:
             art, scenario, batch_max_size=8, batch_max_wait_ms=1000, inline_max_bytes=inline_bytes
         )
         assert dispatches == [Dispatch(2, 1, Reason.IDLE, ("lone",))] * 3, inline_bytes
+
+
+def test_a_lone_small_request_is_predicted_on_the_loop_and_two_at_once_still_batch(
+    artifacts: Artifacts,
+) -> None:
+    """A batch that is one small request yields to the loop once, then is predicted there (no
+    hop to a worker); requests arriving together still share one call in a worker, and a
+    request too large for the loop goes to a worker alone."""
+    art = artifacts["onnx"]
+    small = _body(_rows(artifacts, 2, 0), request_id="small")
+    other = _body(_rows(artifacts, 3, 2), request_id="other")
+    large = _body(_rows(artifacts, 2, 0), request_id="large")
+
+    async def scenario(
+        plane: DataPlane, dispatches: list[Dispatch]
+    ) -> tuple[list[list[str]], list[Dispatch]]:
+        model = plane.resolve("iris", None)
+        threads: list[str] = []
+        predict = model.predict
+
+        def traced(*a: Any, **kw: Any) -> Any:
+            threads.append(threading.current_thread().name)
+            return predict(*a, **kw)
+
+        model.predict = traced  # type: ignore[method-assign]
+        seen: list[list[str]] = []
+        await _infer(plane, small)
+        seen.append(list(threads))
+        threads.clear()
+        await asyncio.gather(_infer(plane, small), _infer(plane, other))
+        seen.append(list(threads))
+        threads.clear()
+        plane._inline_max = 4  # the large request: more elements than the loop takes
+        await _infer(plane, large)
+        seen.append(list(threads))
+        return seen, dispatches
+
+    (lone, together, big), dispatches = _run(
+        art, scenario, batch_max_size=8, batch_max_wait_ms=1000
+    )
+    main = threading.main_thread().name
+    assert lone == [main]
+    assert len(together) == 1, together  # one call for both
+    assert together != [main], together  # in a worker
+    assert len(big) == 1, big
+    assert big != [main], big
+    assert [(d.rows, d.requests) for d in dispatches] == [(2, 1), (5, 2), (2, 1)]
 
 
 def test_a_batch_waits_for_requests_being_decoded_then_goes(artifacts: Artifacts) -> None:
