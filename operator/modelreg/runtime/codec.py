@@ -177,6 +177,31 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
     )
 
 
+def decode_response(body: bytes, header_length: int | None = None) -> tuple[str, list[InputTensor]]:
+    """An inference response's model_version and output tensors (another server's answer, read
+    back: the shadow comparison). Raises BadRequest when it is not a v2 response."""
+    header: bytes | memoryview = body
+    binary: bytes | memoryview = b""
+    if header_length is not None:
+        if header_length <= 0 or header_length > len(body):
+            raise BadRequest(f"the response's JSON header length {header_length} is wrong")
+        view = memoryview(body)
+        header, binary = view[:header_length], view[header_length:]
+    try:
+        doc = orjson.loads(header)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"the response is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("outputs"), list):
+        raise BadRequest("the response has no 'outputs' list")
+    offset = 0
+    outputs: list[InputTensor] = []
+    for i, raw in enumerate(doc["outputs"]):
+        tensor, used = _decode_input(raw, i, binary, offset)
+        outputs.append(tensor)
+        offset += used
+    return str(doc.get("model_version", "")), outputs
+
+
 def _parameters(raw: object, where: str) -> dict[str, Any]:
     if raw is None:
         return {}

@@ -36,6 +36,7 @@ from modelreg.runtime.dataplane import DataPlane
 from modelreg.runtime.errors import InferenceError, NotFound, NotReady, Overloaded
 from modelreg.runtime.metrics import Metrics
 from modelreg.runtime.proto import grpc_predict_v2_pb2 as pb
+from modelreg.runtime.shadow import Mirror
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,20 @@ class Received:
 
     size: int
     message: pb.ModelInferRequest
+    raw: bytes = b""  # as received: what a shadow mirror sends on
 
 
 def _receive(data: bytes) -> Received:
-    return Received(len(data), pb.ModelInferRequest.FromString(data))
+    return Received(len(data), pb.ModelInferRequest.FromString(data), data)
 
 
 class InferenceService:
     """The calls of inference.GRPCInferenceService over one data plane."""
 
-    def __init__(self, plane: DataPlane, metrics: Metrics) -> None:
+    def __init__(self, plane: DataPlane, metrics: Metrics, mirror: Mirror | None = None) -> None:
         self.plane = plane
         self.metrics = metrics
+        self.mirror = mirror
         meta = orjson.loads(plane.server_metadata())
         self._server = pb.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=meta["extensions"]
@@ -194,11 +197,14 @@ class InferenceService:
         async def call() -> pb.ModelInferResponse:
             self.metrics.started()
             try:
-                return await plane.infer_message(
+                reply = await plane.infer_message(
                     message.model_name, message.model_version or None, received.size, decode, encode
                 )
             finally:
                 self.metrics.finished()
+            if self.mirror is not None:
+                self.mirror.offer_grpc(received.raw, reply)
+            return reply
 
         return await self._answer("infer", context, call)
 
@@ -231,11 +237,18 @@ class GrpcServer:
     """A grpc.aio server for one data plane: the inference service and grpc.health.v1."""
 
     def __init__(
-        self, plane: DataPlane, metrics: Metrics, *, host: str, port: int, max_message_bytes: int
+        self,
+        plane: DataPlane,
+        metrics: Metrics,
+        *,
+        host: str,
+        port: int,
+        max_message_bytes: int,
+        mirror: Mirror | None = None,
     ) -> None:
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.port = port
-        self.service = InferenceService(plane, metrics)
+        self.service = InferenceService(plane, metrics, mirror)
         self.health = health.aio.HealthServicer()
         self._max_message_bytes = max_message_bytes
         self._server: aio.Server | None = None

@@ -147,6 +147,25 @@ def _from_contents(
     return wide.astype(target, copy=False).reshape(shape)
 
 
+def decode_response(reply: pb.ModelInferResponse) -> tuple[str, list[codec.InputTensor]]:
+    """A reply's model_version and output tensors (the shadow comparison reads answers back)."""
+    raw = reply.raw_output_contents
+    if raw and len(raw) != len(reply.outputs):
+        raise BadRequest("raw_output_contents does not match the outputs")
+    outputs: list[codec.InputTensor] = []
+    for i, tensor in enumerate(reply.outputs):
+        name = codec.check_name(i, tensor.name)
+        datatype = codec.check_datatype(name, tensor.datatype)
+        shape = codec.check_shape(name, list(tensor.shape))
+        count = math.prod(shape)
+        if raw:
+            array = codec.from_binary(name, datatype, shape, count, raw[i])
+        else:
+            array = _from_contents(name, datatype, shape, count, tensor.contents)
+        outputs.append(codec.InputTensor(name, datatype, array))
+    return reply.model_version, outputs
+
+
 def encode_response(
     model_name: str,
     model_version: str,

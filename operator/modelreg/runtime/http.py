@@ -32,6 +32,7 @@ from modelreg.runtime.errors import (
     UnsupportedMediaType,
 )
 from modelreg.runtime.metrics import Metrics
+from modelreg.runtime.shadow import Mirror
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,12 @@ class RuntimeApp:
         max_request_bytes: int,
         on_startup: Hook | None = None,
         on_shutdown: Hook | None = None,
+        mirror: Mirror | None = None,
     ) -> None:
         self.plane = plane
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
+        self.mirror = mirror
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
 
@@ -167,6 +170,10 @@ class RuntimeApp:
                         _OCTETS,
                         ((_HEADER_LEN, str(response_header_length).encode()),),
                     )
+                if self.mirror is not None:  # after the answer is sent: never in its way
+                    self.mirror.offer_rest(
+                        name, body, _forwarded(scope), payload, response_header_length
+                    )
             elif not tail or tail == [""]:
                 endpoint = "metadata"
                 _require(method, "GET")
@@ -226,6 +233,7 @@ def create_app(
     max_request_bytes: int,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    mirror: Mirror | None = None,
 ) -> RuntimeApp:
     """The ASGI app of one model server."""
     return RuntimeApp(
@@ -234,7 +242,18 @@ def create_app(
         max_request_bytes=max_request_bytes,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        mirror=mirror,
     )
+
+
+_FORWARDED = {b"content-type", b"content-encoding", _HEADER_LEN}
+
+
+def _forwarded(scope: Scope) -> dict[str, str]:
+    """The request headers a mirrored copy carries: how to read its body."""
+    return {
+        k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _FORWARDED
+    }
 
 
 # ------------------------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+# How far apart a shadow's numeric outputs were from the serving version's, per compared request.
+DIFF_BUCKETS = (0.0, 1e-9, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0)
+SHADOW_OUTCOMES = ("agree", "disagree", "error", "dropped", "other_version")
 # Rows and requests per batched prediction (MODELREG_BATCH_MAX_SIZE is at most 65536).
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 
@@ -133,6 +136,9 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         ).labels(model, version)
+        self._shadow: dict[str, Counter] = {}
+        self._shadow_latency: Histogram | None = None
+        self._shadow_diff: Histogram | None = None
         # Label lookups cost more than the increments; keep the children.
         self._children: dict[tuple[str, int | str, str], tuple[Counter, Histogram]] = {}
 
@@ -167,6 +173,44 @@ class Metrics:
 
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
+
+    def enable_shadow(self, version: int) -> None:
+        """Register the shadow metrics (`modelreg.runtime.shadow`), every outcome at 0."""
+        v = str(version)
+        requests = Counter(
+            "modelreg_shadow_requests",
+            "Inference requests mirrored to the shadow version, by outcome: agree, disagree, "
+            "error (the shadow failed, timed out or was unreachable), dropped (not sent: "
+            "MODELREG_SHADOW_MAX_IN_FLIGHT in flight), other_version (answered by another "
+            "version, not compared).",
+            ("version", "outcome"),
+            registry=self.registry,
+        )
+        self._shadow = {o: requests.labels(v, o) for o in SHADOW_OUTCOMES}
+        self._shadow_latency = Histogram(
+            "modelreg_shadow_request_duration_seconds",
+            "Round trip of the mirrored requests that the shadow answered.",
+            ("version",),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        ).labels(v)
+        self._shadow_diff = Histogram(
+            "modelreg_shadow_max_abs_difference",
+            "Largest absolute difference between the shadow's numeric outputs and the serving "
+            "version's, per compared request.",
+            ("version",),
+            buckets=DIFF_BUCKETS,
+            registry=self.registry,
+        ).labels(v)
+
+    def shadowed(
+        self, outcome: str, seconds: float | None = None, diff: float | None = None
+    ) -> None:
+        self._shadow[outcome].inc()
+        if seconds is not None and self._shadow_latency is not None:
+            self._shadow_latency.observe(seconds)
+        if diff is not None and self._shadow_diff is not None:
+            self._shadow_diff.observe(diff)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -41,6 +41,7 @@ from modelreg.runtime.grpc import GrpcServer
 from modelreg.runtime.http import RuntimeApp, create_app
 from modelreg.runtime.metrics import Metrics
 from modelreg.runtime.settings import ArtifactFormat, RuntimeSettings
+from modelreg.runtime.shadow import Mirror
 
 log = logging.getLogger("modelreg.runtime")
 
@@ -88,6 +89,8 @@ class RuntimeServer:
             self.plane.batcher.observers.append(lambda d: metrics.batched(d.rows, d.requests))
         self.exit_code = EXIT_OK
         self._load_task: asyncio.Task[None] | None = None
+        # spec.shadow: a sample of the answered requests is mirrored to the shadow version.
+        self.mirror = Mirror(settings, self.metrics) if settings.shadow_url else None
         self.grpc: GrpcServer | None = None
         if settings.grpc_port:
             self.grpc = GrpcServer(
@@ -96,6 +99,7 @@ class RuntimeServer:
                 host=settings.http_host,
                 port=settings.grpc_port,
                 max_message_bytes=settings.max_request_bytes,
+                mirror=self.mirror,
             )
         self._grpc_stop: asyncio.Task[None] | None = None
         self.app: RuntimeApp = create_app(
@@ -104,6 +108,7 @@ class RuntimeServer:
             max_request_bytes=settings.max_request_bytes,
             on_startup=self._startup,
             on_shutdown=self._shutdown,
+            mirror=self.mirror,
         )
         self.server = _Uvicorn(
             uvicorn.Config(
@@ -139,6 +144,8 @@ class RuntimeServer:
 
     async def _startup(self) -> None:
         self.metrics.set_ready(False)
+        if self.mirror is not None:
+            log.info("%s", self.mirror.describe())
         if self.grpc is not None:
             try:
                 await self.grpc.start()
@@ -192,6 +199,8 @@ class RuntimeServer:
         self._stop_grpc()
         if self._grpc_stop is not None:
             await self._grpc_stop
+        if self.mirror is not None:
+            await self.mirror.close()
         self.plane.close()
 
 

@@ -16,6 +16,7 @@ import enum
 import re
 from pathlib import Path
 from typing import Annotated, Self
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,7 @@ small ONNX graph answers in microseconds on the event loop; with batching on, ev
 go through a worker instead (bench/runtime measures both)."""
 
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 
 
 class RuntimeSettings(BaseSettings):
@@ -242,6 +244,32 @@ class RuntimeSettings(BaseSettings):
         default=Path("/dev/termination-log"),
         description="Where a fatal start-up error is written for Kubernetes to show.",
     )
+    shadow_url: str | None = Field(
+        default=None,
+        description="Shadow comparison (a Model's spec.shadow): base URL of the shadow "
+        "version's HTTP port, http://host[:port]. A sample of the inference requests answered "
+        "successfully is mirrored there and the answers compared (modelreg.runtime.shadow).",
+    )
+    shadow_grpc_target: str | None = Field(
+        default=None, description="host:port of the shadow's gRPC port: gRPC requests mirror there."
+    )
+    shadow_version: int | None = Field(
+        default=None, ge=1, description="The version the shadow serves (required with shadow_url)."
+    )
+    shadow_sample_percent: float = Field(
+        default=10.0, gt=0, le=100, description="Share of inference requests mirrored, percent."
+    )
+    shadow_tolerance: float = Field(
+        default=1e-6,
+        ge=0,
+        description="Floating-point outputs agree within this max absolute difference.",
+    )
+    shadow_max_in_flight: int = Field(
+        default=16, ge=1, le=1024, description="Mirrored requests in flight; beyond: dropped."
+    )
+    shadow_timeout_ms: int = Field(
+        default=2000, ge=1, le=60_000, description="How long a mirrored request may take."
+    )
     log_level: str = Field(default="info", description="debug | info | warning | error.")
     access_log: bool = Field(default=False, description="Log every request (costs throughput).")
 
@@ -260,6 +288,21 @@ class RuntimeSettings(BaseSettings):
             )
         if self.artifact_sha256 is not None and not _SHA256.fullmatch(self.artifact_sha256):
             raise ValueError("MODELREG_ARTIFACT_SHA256 must be 64 hexadecimal characters")
+        if self.shadow_url is not None:
+            url = urlsplit(self.shadow_url)
+            if url.scheme != "http" or not url.hostname or url.path not in ("", "/"):
+                raise ValueError(
+                    f"MODELREG_SHADOW_URL must be http://host[:port] with no path, not "
+                    f"{self.shadow_url!r}"
+                )
+            if self.shadow_version is None:
+                raise ValueError("MODELREG_SHADOW_VERSION is required with MODELREG_SHADOW_URL")
+        if self.shadow_grpc_target is not None and not _HOST_PORT.fullmatch(
+            self.shadow_grpc_target
+        ):
+            raise ValueError(
+                f"MODELREG_SHADOW_GRPC_TARGET must be host:port, not {self.shadow_grpc_target!r}"
+            )
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ValueError("MODELREG_LOG_LEVEL must be one of debug, info, warning, error")
         return self
