@@ -107,3 +107,31 @@ def test_a_relist_reports_objects_deleted_during_the_gap() -> None:
     # The DELETED comes before the end of the listing is announced.
     assert seen.index(deleted[0]) < len(seen) - 1
     assert seen[-1] is watching.Bookmark.LISTED
+
+
+def test_the_watch_stream_drops_managed_fields_and_keeps_the_rest() -> None:
+    import asyncio
+
+    from kopf._cogs.clients import watching
+
+    from modelreg.controller.kopfpatch import relist_aware
+
+    fields = [{"manager": "modelreg", "operation": "Update", "fieldsV1": {"f:status": {}}}]
+    body = {
+        "kind": "ModelVersion",
+        "metadata": {"name": "m-1", "uid": "u1", "labels": {"a": "b"}, "managedFields": fields},
+        "spec": {"model": "m"},
+        "status": {"phase": "Ready"},
+    }
+
+    async def fake_watch(**_: object):  # type: ignore[no-untyped-def]
+        yield {"type": "MODIFIED", "object": body}
+        yield watching.Bookmark.LISTED
+
+    async def collect() -> list[object]:
+        return [item async for item in relist_aware(fake_watch)(resource="mv", namespace="ns")]
+
+    first = asyncio.run(collect())[0]
+    assert isinstance(first, dict)
+    assert first["object"]["metadata"] == {"name": "m-1", "uid": "u1", "labels": {"a": "b"}}
+    assert first["object"]["status"] == {"phase": "Ready"}

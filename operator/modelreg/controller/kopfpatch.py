@@ -18,7 +18,12 @@ reconcile at all at 10,000 (py-spy: 99% of the samples in kopf's aiotoggles).
 
 Waiters only care about the set's state (`is_on()`), so we notify them only when adding or
 dropping a toggle flips it. Behaviour is otherwise unchanged. When kopf's internals differ from
-what this expects, nothing is patched (and a warning says so).
+what this expects, nothing is patched (and a warning says so). The same change is proposed to
+kopf with a test (docs/upstream/kopf-startup-barrier.md); a kopf that has it is left alone.
+
+The patched watch stream also drops `metadata.managedFields` from every object it yields: no
+handler reads them, and they are a large share of each body that kopf keeps while the start-up
+barrier holds every listed object's first event.
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ def apply() -> bool:
         log.warning("kopf's aiotoggles not found: start-up with many objects will be slow")
         return False
     cls: Any = aiotoggles.ToggleSet
-    if getattr(cls, _MARK, False):
-        return True
+    if getattr(cls, _MARK, False) or hasattr(cls, "_notify_if_flipped"):
+        return True  # patched already, or kopf has the fix (docs/upstream/kopf-startup-barrier.md)
     probe = cls(all)
     if not all(
         hasattr(cls, name) for name in ("make_toggle", "drop_toggle", "drop_toggles", "is_on")
@@ -112,6 +117,9 @@ def relist_aware(original: Any) -> Any:
             if isinstance(item, dict):
                 kind = item.get("type")
                 obj = item.get("object") or {}
+                meta = obj.get("metadata")
+                if isinstance(meta, dict):
+                    meta.pop("managedFields", None)
                 uid = (obj.get("metadata") or {}).get("uid")
                 if uid and kind == "DELETED":
                     seen.pop(uid, None)
