@@ -39,6 +39,13 @@ class OperatorSettings(BaseSettings):
     verify_concurrency: int = Field(
         default=4, ge=1, le=64, description="Artifacts hashed at the same time."
     )
+    verify_hold_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description="A new version's first status waits this long for its check's verdict "
+        "(Verifying is written only if the check takes longer); 0 writes Verifying at once.",
+    )
     store_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Connect/read timeout of each object-store call."
     )

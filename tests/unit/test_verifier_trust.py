@@ -253,3 +253,42 @@ def test_a_promotion_during_a_background_confirmation_is_confirmed_and_kicked() 
         await v.close()
 
     asyncio.run(go())
+
+
+def test_a_new_versions_first_status_waits_for_a_short_check_but_not_for_a_long_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = asyncio.Event()
+    real_sha256 = FakeStore.sha256
+
+    async def slow_sha256(self: FakeStore, uri: str) -> store.Digest:
+        await gate.wait()
+        return await real_sha256(self, uri)
+
+    monkeypatch.setattr(FakeStore, "sha256", slow_sha256)
+
+    async def go() -> None:
+        v, _ = make(verify_hold_seconds=0.2, verify_concurrency=1)
+        first, second = version(uid="u1"), version(uid="u2")
+        assert v.holding(first) is None  # no check yet
+        assert v.verdict(model(), first).verdict is Verdict.VERIFYING
+        assert v.verdict(model(), second).verdict is Verdict.VERIFYING
+        await asyncio.sleep(0.05)
+        left = v.holding(first)  # running for 0.05 s of its 0.2 s
+        assert left is not None and 0 < left <= 0.15
+        queued = v.holding(second)  # waiting for the one slot: up to HOLD_QUEUED
+        assert queued is not None and queued > 1
+        written = version(uid="u1", observedGeneration=1, phase="Verifying")
+        assert v.holding(written) is None  # a version with a status is never held
+        await asyncio.sleep(0.2)
+        assert v.holding(first) is None  # running longer than the hold: show Verifying
+        assert v.holding(second) is not None  # still queued behind it
+        gate.set()
+        await settle(v)
+        assert v.holding(first) is None and v.holding(second) is None  # verdicts known
+        assert v.verdict(model(), first).verdict is Verdict.VERIFIED
+        await v.close()
+
+    asyncio.run(go())
+    off, _ = make(verify_hold_seconds=0)
+    assert off.holding(version()) is None

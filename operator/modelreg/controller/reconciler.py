@@ -402,14 +402,15 @@ class Reconciler:
             )
             if await self._apply_children(key, model, cached, result):
                 break
-        await self._apply(key, model, versions, result)
+        held = await self._apply(key, model, versions, result)
         status = result.model_status or (model.status if model is not None else None)
         if self.analyst is not None and (status is None or status.canary is None):
             self.analyst.stop(key)  # no canary (any more): no scraping
         if self.shadow_analyst is not None and _shadow_pair(model, status) is None:
             self.shadow_analyst.stop(key)
         self._count_phases(key, versions, result)
-        self._wake_later(key, result.wake_after)
+        wake = result.wake_after
+        self._wake_later(key, held if wake is None or (held is not None and held < wake) else wake)
 
     def _measure(
         self, key: ModelKey, model: Model | None, slices: list[Body]
@@ -668,14 +669,20 @@ class Reconciler:
         model: Model | None,
         versions: list[ModelVersion],
         result: lifecycle.Plan,
-    ) -> None:
+    ) -> float | None:
+        """Carry out the plan; the seconds until a held first status must be looked at again."""
         namespace = key[0]
         kube = self.kube
         # Statuses are independent of each other: written concurrently, as are the removals.
         by_name = {mv.metadata.name: mv for mv in versions}
         writes: list[Coroutine[Any, Any, Any]] = []
+        held: float | None = None
         for name, status in result.version_status.items():
             mv = by_name[name]
+            hold = self._hold(mv, status)
+            if hold is not None:
+                held = hold if held is None else min(held, hold)
+                continue
             self._track_promotion(mv, status.phase)
             writes.append(self._write_version(key, model, mv, status))
         model_status = result.model_status
@@ -727,6 +734,13 @@ class Reconciler:
         await _all(removals)
         if model is not None:
             await _all([self._retire(model, d) for d in result.delete_versions])
+        return held
+
+    def _hold(self, mv: ModelVersion, status: ModelVersionStatus) -> float | None:
+        """Seconds a new version's first status (Verifying) may wait for its check's verdict."""
+        if status.phase is not Phase.VERIFYING or self.verifier is None:
+            return None
+        return self.verifier.holding(mv)
 
     async def _retire(self, model: Model, d: retention.Deletion) -> None:
         """Retention: delete one old version (that very object), then its artifact; each an

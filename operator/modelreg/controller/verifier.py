@@ -44,6 +44,7 @@ FAILED_RECHECK_MAX = 600.0
 # Credentials read for one check serve the others that start soon after (10,000 versions would
 # otherwise read their Model's Secret 10,000 times); short, so a rotated Secret is seen quickly.
 SECRET_TTL = 10.0
+HOLD_QUEUED = 15.0  # longest a new version's first status waits for its check to get a slot
 # Building a boto3 client parses botocore's JSON models (~0.1-0.3 s of CPU and MiBs of garbage),
 # far more than hashing a small artifact: one client per store and credentials is reused.
 STORE_CLIENTS_MAX = 32
@@ -82,6 +83,8 @@ class Verifier:
         self._observe = observe or (lambda result, seconds: None)
         self._outcomes: dict[str, _Outcome] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._queued_at: dict[str, float] = {}  # checks started, waiting for the semaphore
+        self._running_at: dict[str, float] = {}  # ... and holding it
         self._confirmed: dict[str, _Confirmation] = {}
         self._kick_after: set[str] = set()  # keys whose in-flight confirmation must kick
         self._expiries: dict[str, asyncio.TimerHandle] = {}
@@ -171,6 +174,27 @@ class Verifier:
             if running
             else ArtifactVerdict(Verdict.PENDING)
         )
+
+    def holding(self, mv: ModelVersion) -> float | None:
+        """Seconds for which a version's first status may still wait for its check's verdict.
+
+        Every new version is Verifying at first; a check that ends soon makes writing that phase
+        a wasted request (and at start-up, one for each version). So a version that has no status
+        yet is left unwritten while its check waits for a slot (up to HOLD_QUEUED seconds) or has
+        run for less than `settings.verify_hold_seconds`; None once Verifying should be shown."""
+        hold = self._settings.verify_hold_seconds
+        if hold <= 0 or mv.status.observed_generation is not None:
+            return None
+        key = f"{mv.metadata.namespace}/{mv.metadata.name}/{mv.metadata.uid}"
+        queued = self._queued_at.get(key)
+        if queued is None:
+            return None
+        now = time.monotonic()
+        left = HOLD_QUEUED - (now - queued)
+        running = self._running_at.get(key)
+        if running is not None:
+            left = min(left, hold - (now - running))
+        return left if left > 0 else None
 
     def _confirmed_verdict(
         self,
@@ -327,8 +351,10 @@ class Verifier:
         attempts: int,
     ) -> None:
         started = time.monotonic()
+        self._queued_at[key] = started
         try:
             async with self._sem:
+                self._running_at[key] = time.monotonic()
                 verdict = await self._verify(model, mv, spec)
         except asyncio.CancelledError:
             self._tasks.pop(key, None)
@@ -338,6 +364,9 @@ class Verifier:
             verdict = ArtifactVerdict(
                 Verdict.UNKNOWN, "VerificationError", f"internal error: {e.__class__.__name__}"
             )
+        finally:
+            self._queued_at.pop(key, None)
+            self._running_at.pop(key, None)
         self._tasks.pop(key, None)
         self._observe(verdict.verdict.value, time.monotonic() - started)
         attempts = 0 if verdict.verdict is Verdict.VERIFIED else attempts + 1
