@@ -35,6 +35,7 @@ from bench.common import (
 from bench.operator.promotion import _delete_prefix
 from bench.operator.support import (
     LOGS,
+    ApiProbe,
     AuditCount,
     Kube,
     Operator,
@@ -51,6 +52,7 @@ PODS_BUDGET = 100  # Models whose Production Deployment gets 1 replica (kwok: 22
 # ServiceCIDR of their own for their Services (Kubernetes >= 1.33) and delete it afterwards.
 SERVICE_CIDR = ("bench-scale-services", "10.250.0.0/16")
 SERVICES_WITHOUT_CIDR = 150
+REQUESTS_TARGET = 3.0  # API requests per version lifecycle (issue 16)
 
 
 def _add_service_cidr(env: Env) -> bool:
@@ -103,6 +105,9 @@ class ScaleResult:
     profile: str | None = None
     timeout: float = 0.0
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # load average when it converged
+    probe_before_ms: float = 0.0  # another client's GET, p99, before the operator started
+    probe_during_ms: float = 0.0  # ... while it converged
+    probe_failures: int = 0
 
     @property
     def idle_cpu_percent(self) -> float:
@@ -205,6 +210,7 @@ def run(
     create_namespace(env, namespace)
     operator: Operator | None = None
     watcher: VersionWatch | None = None
+    probe: ApiProbe | None = None
     cidr = False
     try:
         if models > SERVICES_WITHOUT_CIDR:
@@ -239,6 +245,9 @@ def run(
         )
 
         watcher = VersionWatch(kube, namespace).start()
+        probe = ApiProbe(kube, namespace).start()
+        time.sleep(5)  # the probe's baseline: the same API server, before the operator starts
+        probe.phase("during")
         offset = audit_offset()
         wrapper: list[str] = []
         spy = py_spy() if profile else None
@@ -288,6 +297,12 @@ def run(
                 )
             time.sleep(0.2)
         at_convergence = operator.sample()
+        probe.close()
+        result.probe_failures = probe.failures
+        result.probe_before_ms, result.probe_during_ms = (
+            probe.p99_ms("before"),
+            probe.p99_ms("during"),
+        )
         result.load = os.getloadavg()
         result.cpu_seconds = at_convergence.cpu_seconds
         result.phases = dict(watcher.phases())
@@ -304,6 +319,8 @@ def run(
         result.requests = count_operator_requests(offset, {namespace})
         return result
     finally:
+        if probe is not None:
+            probe.close()
         if watcher is not None:
             watcher.close()
         if operator is not None:
@@ -315,7 +332,7 @@ def run(
 
 
 def markdown(results: list[ScaleResult]) -> str:
-    targets = {1000: (60.0, 200.0), 10000: (600.0, 500.0)}
+    targets = {1000: (15.0, 150.0), 10000: (120.0, 300.0)}
     rows = []
     notes = []
     for r in results:
@@ -341,9 +358,23 @@ def markdown(results: list[ScaleResult]) -> str:
                 f"idle CPU {verdict(r.idle_cpu_percent < 1)} (target ~ 0)"
             )
         if req:
+            per_version = req.total / r.versions
+            mean_qps, peak_qps = req.write_qps()
             notes.append(
-                f"  - API requests ({r.versions:,}): {req.total} in all ({req.watches} watches): "
-                f"{req.summary()}"
+                f"  - API requests ({r.versions:,}): {req.total} in all ({req.watches} watches), "
+                f"{per_version:.2f} per version: {verdict(per_version <= REQUESTS_TARGET)} "
+                f"(target <= {REQUESTS_TARGET:.0f}): {req.summary()}"
+            )
+            notes.append(
+                f"  - kube-apiserver (its audit log): the operator's writes {mean_qps:.0f}/s "
+                f"mean, {peak_qps:.0f}/s in the busiest second; its requests' latency p50 "
+                f"{req.latency_ms(0.5):.1f} ms, p99 {req.latency_ms(0.99):.1f} ms"
+            )
+        if r.probe_before_ms:
+            notes.append(
+                f"  - another client (a GET every 0.1 s): p99 {r.probe_during_ms:.1f} ms while the "
+                f"operator converged vs {r.probe_before_ms:.1f} ms before it started: "
+                f"{r.probe_during_ms / r.probe_before_ms:.2f}x ({r.probe_failures} failed)"
             )
         notes.append(
             f"  - final phases: {r.phases}; set-up (S3 + API objects) {r.setup_seconds:.0f} s"

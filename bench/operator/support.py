@@ -31,6 +31,7 @@ from bench.common import DEV, REPO, Env, ProcSample, proc_sample
 GROUP, VERSION = "modelreg.dev", "v1alpha1"
 BENCH_AGENT = "modelreg-bench"
 OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
+WRITES = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 TERMINAL = frozenset({"Ready", "Serving", "Superseded", "Archived", "Blocked", "Failed"})
 LOGS = DEV / "bench"  # operator logs and raw profiles (gitignored, like all of .dev/)
 
@@ -276,10 +277,40 @@ class AuditCount:
     by_verb: Counter[str]
     by_resource: Counter[str]
     watches: int
+    # The kube-apiserver's own view of the operator's requests (not watches): seconds from
+    # requestReceivedTimestamp to stageTimestamp at ResponseComplete, and when each write arrived.
+    latencies: list[float] = field(default_factory=list)
+    write_times: list[float] = field(default_factory=list)
 
     def summary(self, top: int = 8) -> str:
         parts = [f"{k} {v}" for k, v in self.by_resource.most_common(top)]
         return ", ".join(parts)
+
+    def latency_ms(self, q: float) -> float:
+        return 1000 * quantile(self.latencies, q)
+
+    def write_qps(self) -> tuple[float, float]:
+        """(mean over the span of the writes, peak over any 1 s window)."""
+        if len(self.write_times) < 2:
+            return float(len(self.write_times)), float(len(self.write_times))
+        times = sorted(self.write_times)
+        span = max(times[-1] - times[0], 1.0)
+        per_second = Counter(int(t) for t in times)
+        return len(times) / span, float(max(per_second.values()))
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _audit_time(stamp: str) -> float:
+    # RFC 3339 with microseconds, always UTC ("2026-12-07T14:01:02.123456Z") in the audit log.
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def count_operator_requests(offset: int, namespaces: set[str]) -> AuditCount | None:
@@ -290,6 +321,8 @@ def count_operator_requests(offset: int, namespaces: set[str]) -> AuditCount | N
     by_verb: Counter[str] = Counter()
     by_resource: Counter[str] = Counter()
     total = watches = 0
+    latencies: list[float] = []
+    write_times: list[float] = []
     keys = [f'"namespace":"{ns}"'.encode() for ns in namespaces]
     with path.open("rb") as f:
         # A restarted kube-apiserver may start a new log: then read it whole (the namespace
@@ -318,8 +351,62 @@ def count_operator_requests(offset: int, namespaces: set[str]) -> AuditCount | N
                 watches += 1
             elif ev.get("stage") != "ResponseComplete":
                 continue
+            else:
+                with contextlib.suppress(KeyError, ValueError, TypeError):
+                    received = _audit_time(ev["requestReceivedTimestamp"])
+                    latencies.append(_audit_time(ev["stageTimestamp"]) - received)
+                    if verb in WRITES:
+                        write_times.append(received)
             sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
             total += 1
             by_verb[verb] += 1
             by_resource[f"{verb} {ref.get('resource', '?')}{sub}"] += 1
-    return AuditCount(total=total, by_verb=by_verb, by_resource=by_resource, watches=watches)
+    return AuditCount(
+        total=total,
+        by_verb=by_verb,
+        by_resource=by_resource,
+        watches=watches,
+        latencies=latencies,
+        write_times=write_times,
+    )
+
+
+class ApiProbe:
+    """Another client of the same kube-apiserver: a GET of the benchmark's Namespace object every
+    `interval` seconds, its round trips kept per phase. The operator
+    must not starve other clients: the ratio of the phase "operator converging" to the phase
+    "before the operator started" in the same run says by how much it slows them."""
+
+    def __init__(self, kube: Kube, namespace: str, interval: float = 0.1) -> None:
+        self._kube = kube
+        self._namespace = namespace
+        self._interval = interval
+        self._phase = "before"
+        self.samples: dict[str, list[float]] = {}
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="api-probe", daemon=True)
+
+    def start(self) -> ApiProbe:
+        self._thread.start()
+        return self
+
+    def phase(self, name: str) -> None:
+        self._phase = name
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            t0 = time.perf_counter()
+            try:
+                self._kube.core.read_namespace(self._namespace)
+            except Exception:  # any failure counts: a starved client is what this looks for
+                self.failures += 1
+                continue
+            self.samples.setdefault(self._phase, []).append(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def p99_ms(self, phase: str) -> float:
+        return 1000 * quantile(self.samples.get(phase, []), 0.99)

@@ -32,15 +32,18 @@ def body(rv: str, phase: str) -> bytes:
     return compact({"metadata": {"uid": "u1", "resourceVersion": rv}, "status": {"phase": phase}})
 
 
+KEY = ("ns", "m")
+
+
 def test_two_quick_writes_keep_the_second_body_until_the_cache_catches_up() -> None:
     r = Reconciler(kube=FakeKube(), settings=OperatorSettings())  # type: ignore[arg-type]
 
     async def go() -> None:
-        await r._write_status("modelversions", "m-v1", "ns", "u1", "100", {}, {"phase": "Rolling"})
+        await r._write_status(KEY, "modelversions", "m-v1", "u1", "100", {}, {"phase": "Rolling"})
         seen = r._fresh(body("100", "Verifying"))
         assert seen["status"]["phase"] == "Rolling"
         rv = seen["metadata"]["resourceVersion"]
-        await r._write_status("modelversions", "m-v1", "ns", "u1", rv, {}, {"phase": "Serving"})
+        await r._write_status(KEY, "modelversions", "m-v1", "u1", rv, {}, {"phase": "Serving"})
 
     asyncio.run(go())
     # The cache still shows the original, then the first write: both are older than the second.
@@ -51,10 +54,22 @@ def test_two_quick_writes_keep_the_second_body_until_the_cache_catches_up() -> N
     assert "u1" not in r._written
 
 
+def test_the_echo_of_a_written_status_is_known_and_asks_for_one_more_pass() -> None:
+    r = Reconciler(kube=FakeKube(), settings=OperatorSettings())  # type: ignore[arg-type]
+    asyncio.run(r._write_status(KEY, "modelversions", "m-v1", "u1", "100", {}, {"phase": "Ready"}))
+    written = r._written["u1"].rv
+    assert r.is_echo("u1", written)  # the watch brings back what we wrote: no kick needed
+    assert not r.is_echo("u1", "100") and not r.is_echo("u1", "")  # older, or unknown
+    assert not r.is_echo("u2", written)  # another object
+    assert KEY in r._patched  # ... because the pass that wrote asks for one more itself
+    asyncio.run(r._write_status(KEY, "models", "m", "mu", "7", {"a": 1}, {"a": 1}))
+    assert "mu" not in r._written  # nothing to patch: nothing sent, nothing to echo
+
+
 def test_forget_frees_what_was_kept_about_a_deleted_version() -> None:
     r = Reconciler(kube=FakeKube(), settings=OperatorSettings())  # type: ignore[arg-type]
     asyncio.run(
-        r._write_status("modelversions", "m-v1", "ns", "u1", "100", {}, {"phase": "Rolling"})
+        r._write_status(KEY, "modelversions", "m-v1", "u1", "100", {}, {"phase": "Rolling"})
     )
     r._rolling_since["u1"] = 1.0
     r.forget("ns", "m-v1", "u1")

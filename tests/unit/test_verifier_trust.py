@@ -273,6 +273,9 @@ def test_a_new_versions_first_status_waits_for_a_short_check_but_not_for_a_long_
         assert v.holding(first) is None  # no check yet
         assert v.verdict(model(), first).verdict is Verdict.VERIFYING
         assert v.verdict(model(), second).verdict is Verdict.VERIFYING
+        # Held from the pass that started the check (its task has not run yet): that pass writes
+        # no Verifying.
+        assert v.holding(first) is not None and v.holding(second) is not None
         await asyncio.sleep(0.05)
         left = v.holding(first)  # running for 0.05 s of its 0.2 s
         assert left is not None and 0 < left <= 0.15

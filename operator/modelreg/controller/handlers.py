@@ -131,19 +131,26 @@ def install(reconciler: Reconciler, config: OperatorSettings) -> kopf.OperatorRe
 
     # -- events: each one only kicks the Model it concerns ---------------------------------------
 
+    def echo(kw: dict[str, Any]) -> bool:
+        """A MODIFIED event that only brings back a status this operator wrote."""
+        rv = (kw["body"].get("metadata") or {}).get("resourceVersion") or ""
+        return kw["event"].get("type") == "MODIFIED" and reconciler.is_echo(kw["uid"] or "", rv)
+
     @kopf.on.event(GROUP, VERSION, "models", registry=registry)
     async def model_event(**kw: Any) -> None:
         caches(kw)
         if kw["event"].get("type") == "DELETED":
             reconciler.forget_model(kw["namespace"], kw["name"], kw["uid"] or "")
-        reconciler.kick(kw["namespace"], kw["name"])
+        if not echo(kw):
+            reconciler.kick(kw["namespace"], kw["name"])
 
     @kopf.on.event(GROUP, VERSION, "modelversions", registry=registry)
     async def version_event(**kw: Any) -> None:
         caches(kw)
         if kw["event"].get("type") == "DELETED":
             reconciler.forget(kw["namespace"], kw["name"], kw["uid"] or "")
-        reconciler.kick(kw["namespace"], kw["spec"].get("model", ""))
+        if not echo(kw):
+            reconciler.kick(kw["namespace"], kw["spec"].get("model", ""))
 
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
     async def deployment_event(**kw: Any) -> None:

@@ -176,6 +176,7 @@ class Reconciler:
     caches: Caches | None = None
     _slots: dict[ModelKey, _Slot] = field(default_factory=dict)
     _written: dict[str, _Written] = field(default_factory=dict)
+    _patched: set[ModelKey] = field(default_factory=set)  # Models whose pass wrote a status
     _rolling_since: dict[str, float] = field(default_factory=dict)
     _phases: dict[ModelKey, dict[str, str]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -273,6 +274,7 @@ class Reconciler:
                 slot.dirty = False
                 started = time.monotonic()
                 try:
+                    self._patched.discard(key)
                     await self.reconcile(key)
                 except Exception as e:
                     slot.failures += 1
@@ -295,6 +297,10 @@ class Reconciler:
                         slot.retry.cancel()
                     slot.retry = asyncio.get_running_loop().call_later(delay, self.kick, *key)
                 else:
+                    if key in self._patched:
+                        # One more pass plans from what this one wrote (the watch echoes of
+                        # those writes do not kick: `is_echo`); it usually finds nothing to do.
+                        slot.dirty = True
                     slot.failures = 0
                     if slot.retry is not None:
                         slot.retry.cancel()
@@ -310,6 +316,12 @@ class Reconciler:
             slot.running = False
             if not slot.dirty and slot.retry is None and not self._known(key):
                 self._slots.pop(key, None)
+
+    def is_echo(self, uid: str, resource_version: str) -> bool:
+        """True when a watch event brings a status this operator wrote: the pass that wrote it
+        asked for the one more pass that sees it (`_wrote`), so the echo needs no kick."""
+        written = self._written.get(uid)
+        return written is not None and bool(resource_version) and written.rv == resource_version
 
     def _known(self, key: ModelKey) -> bool:
         assert self.caches is not None
@@ -545,9 +557,9 @@ class Reconciler:
         )
         if status is not None:
             await self._write_status(
+                key,
                 "models",
                 name,
-                namespace,
                 str(meta.get("uid", "")),
                 str(meta.get("resourceVersion", "")),
                 body.get("status") or {},
@@ -693,9 +705,9 @@ class Reconciler:
         if model is not None and model_status is not None:
             writes.append(
                 self._write_status(
+                    key,
                     "models",
                     model.metadata.name,
-                    namespace,
                     model.metadata.uid,
                     model.metadata.resource_version,
                     model.status.wire(),
@@ -813,9 +825,9 @@ class Reconciler:
         """Write a version's status; once written, queue the webhook events of its change (so an
         event's id and time are those of a status that exists)."""
         written = await self._write_status(
+            key,
             "modelversions",
             mv.metadata.name,
-            key[0],
             mv.metadata.uid,
             mv.metadata.resource_version,
             mv.status.wire(),
@@ -826,12 +838,14 @@ class Reconciler:
             self.notifier.enqueue(key, model, events)
 
     async def _write_status(
-        self, plural: str, name: str, namespace: str, uid: str, rv: str, old: Body, new: Body
+        self, key: ModelKey, plural: str, name: str, uid: str, rv: str, old: Body, new: Body
     ) -> bool:
-        """Merge-patch a status; False when the object is gone."""
+        """Merge-patch a status of Model `key` or one of its versions; False when it is gone."""
+        namespace = key[0]
         patch = merge_patch(old, new)
         if not patch:
             return True
+        self._patched.add(key)
         try:
             body = await self.kube.call(self.kube.patch_status, plural, namespace, name, patch)
         except k8s.NotFound:

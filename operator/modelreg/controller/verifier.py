@@ -44,7 +44,7 @@ FAILED_RECHECK_MAX = 600.0
 # Credentials read for one check serve the others that start soon after (10,000 versions would
 # otherwise read their Model's Secret 10,000 times); short, so a rotated Secret is seen quickly.
 SECRET_TTL = 10.0
-HOLD_QUEUED = 15.0  # longest a new version's first status waits for its check to get a slot
+HOLD_QUEUED = 60.0  # longest a new version's first status waits for its check to get a slot
 # Building a boto3 client parses botocore's JSON models (~0.1-0.3 s of CPU and MiBs of garbage),
 # far more than hashing a small artifact: one client per store and credentials is reused.
 STORE_CLIENTS_MAX = 32
@@ -336,6 +336,7 @@ class Verifier:
         previous: _Outcome | None,
     ) -> None:
         attempts = previous.attempts if previous is not None else 0
+        self._queued_at[key] = time.monotonic()  # now: the task starts only after this pass
         task = asyncio.get_running_loop().create_task(
             self._check(key, model_key, model, mv, spec, attempts), name=f"verify:{key}"
         )
@@ -351,7 +352,6 @@ class Verifier:
         attempts: int,
     ) -> None:
         started = time.monotonic()
-        self._queued_at[key] = started
         try:
             async with self._sem:
                 self._running_at[key] = time.monotonic()
