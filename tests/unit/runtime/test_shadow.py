@@ -207,17 +207,21 @@ def test_a_failing_or_unreachable_shadow_counts_errors_and_the_live_answer_is_un
 def test_a_slow_shadow_never_delays_live_answers_and_extra_mirrors_are_dropped(
     artifacts: Artifacts,
 ) -> None:
+    release = threading.Event()
+    answered: list[int] = []
+
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(1.0)
+        # Held until every live request has its answer: none of them can have waited for it.
+        await asyncio.to_thread(release.wait, 30)
+        answered.append(1)
         return web.json_response({"error": "late"}, status=500)
 
     with fake_shadow(slow) as url, live_server(artifacts, url, shadow_max_in_flight=1) as live:
-        started = time.monotonic()
         for _ in range(20):
             infer(live, body(artifacts))
-        took = time.monotonic() - started
-        # The first is in flight for a second; the other 19 find the bound reached.
-        assert took < 0.9, took
+        # All 20 answered while the first mirror is still held; the other 19 found the bound.
+        assert answered == []
+        release.set()
         got = settle(live, lambda c: c["error"] >= 1, "the slow mirror to end")
         assert (got["dropped"], got["error"]) == (19, 1)
 
