@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/.dev/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export KUBECONFIG ?= $(CURDIR)/.dev/kubeconfig
 CLUSTER ?= local
 
-.PHONY: help venv tools image image-build image-import image-check cluster-up cluster-down argocd-up argocd-down lint fmt generate check unit e2e test demo bench clean
+.PHONY: help venv tools image image-build image-import image-check cluster-up cluster-down argocd-up argocd-down lint fmt generate check unit e2e test demo bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ demo: venv tools ## from a fresh clone: cluster, CRDs, operator, a trained model
 bench: cluster-up ## benchmarks (writes bench/RESULTS.md), then the full chaos runs (20 promotions under SIGKILL)
 	$(PY) -m bench
 	MODELREG_CHAOS_FULL=1 $(PY) -m pytest tests/e2e/test_chaos.py -q
+
+screenshots: venv ## re-render docs/images/ui-*.png: the web UI on fixed data, in Debian's headless chromium (installed when missing, as root)
+	$(PY) -m tests.unit.ui.shots
 
 clean: cluster-down ## remove .dev/ and .venv/
 	rm -rf .dev $(VENV)

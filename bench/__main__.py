@@ -1,8 +1,8 @@
 """`python -m bench` (`make bench`): every benchmark group, then bench/RESULTS.md is complete.
 
-    python -m bench [--only operator,runtime,register] [--quick]
+    python -m bench [--only operator,runtime,register,ui] [--quick]
 
-Runs `bench.operator` (this repository's operator benchmarks), then `bench.runtime` and
+Runs `bench.operator` (this repository's operator benchmarks), then `bench.runtime`, `bench.ui` and
 `bench.register` when those packages exist; each exposes `main(argv) -> int` and writes its own
 sections of RESULTS.md. A missing group is reported and skipped, a failing one makes the exit code
 non-zero without stopping the others. `--quick` is passed to the operator group only (the other
@@ -19,7 +19,7 @@ import time
 
 from bench.common import log, write_header
 
-GROUPS = ("operator", "runtime", "register")
+GROUPS = ("operator", "runtime", "register", "ui")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,11 @@ Steps, each announced as it starts:
     and why (`modelreg history`, stamped by the API server), the audit finding;
  7. a real prediction from the served version: its pod runs on the real node and answers through
     the stable Service's ClusterIP. Where no real node can run (no root, say), the Deployment's
-    container runs here as a local process instead (`demo.podemu`), and the demo says so;
+    container runs here as a local process instead (`demo.podemu`), and the demo says so; then
+    the web UI (`modelreg ui`, in the background, acting with the demo's kubeconfig) and its URL;
  8. what to try next.
 
-Options: `--stop` stops the operator at the end (CI); `--namespace` picks another namespace.
+Options: `--stop` stops the operator and the UI at the end (CI); `--namespace` picks another namespace.
 Re-running starts over: the demo namespace and its objects in the bucket are removed first.
 """
 
@@ -33,12 +34,15 @@ import io
 import json
 import os
 import platform
+import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -205,8 +209,17 @@ def install_policies(env: Env) -> None:
     info(f"admission policies demo-{env.namespace}-modelreg-stage-audit and -tag-labels")
 
 
+def ui_files(namespace: str) -> tuple[Path, Path]:
+    """The pid file and log of the demo's web UI (`modelreg ui`) for `namespace`."""
+    return DEV / f"demo-ui-{namespace}.pid", DEV / f"demo-ui-{namespace}.log"
+
+
 def stop_previous_operator(namespace: str) -> None:
-    pid_file, _ = operator_files(namespace)
+    stop_previous(operator_files(namespace)[0], "modelreg.controller")
+
+
+def stop_previous(pid_file: Path, marker: str) -> None:
+    """SIGTERM the process in `pid_file` if it is still ours (its command line has `marker`)."""
     if not pid_file.exists():
         return
     try:
@@ -215,7 +228,7 @@ def stop_previous_operator(namespace: str) -> None:
     except (OSError, ValueError):
         pid_file.unlink(missing_ok=True)
         return
-    if "modelreg.controller" in cmdline:  # the pid is still the demo's operator
+    if marker in cmdline:  # the pid is still the demo's process
         os.kill(pid, signal.SIGTERM)
         for _ in range(40):
             if not Path(f"/proc/{pid}").exists():
@@ -249,6 +262,47 @@ def start_operator(env: Env) -> int:
         raise DemoError(f"the operator exited at once; see {log_file}")
     info(f"operator running (pid {proc.pid}), watching namespace {env.namespace}; log: {log_file}")
     return proc.pid
+
+
+UI_PORT = 8765
+_BANNER = re.compile(r"modelreg ui: serving (http://\S+)")
+
+
+def start_ui(env: Env) -> str:
+    """`modelreg ui` in the background (as you: the demo's kubeconfig); its URL once it answers.
+    Port 8765, or any free one when another process holds it."""
+    pid_file, log_file = ui_files(env.namespace)
+    stop_previous(pid_file, "modelreg.cli ui")
+    port = UI_PORT if _port_free(UI_PORT) else 0
+    log_file.write_bytes(b"")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelreg.cli", "ui", "-n", env.namespace, "--port", str(port)],
+        stdout=log_file.open("ab"),
+        stderr=subprocess.STDOUT,
+        env={**env.proc_env(), "PYTHONUNBUFFERED": "1"},
+        cwd=REPO,
+        start_new_session=True,  # outlives `make demo`, like the operator
+    )
+    pid_file.write_text(str(proc.pid))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError(f"modelreg ui exited at once; see {log_file}")
+        found = _BANNER.search(log_file.read_text(errors="replace"))
+        if found:
+            url = found.group(1)
+            with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback URL
+                if resp.status != 200:
+                    raise DemoError(f"the web UI answered {resp.status}; see {log_file}")
+            info(f"web UI running (pid {proc.pid}): {url}  (log: {log_file})")
+            return url
+        time.sleep(0.2)
+    raise DemoError(f"modelreg ui did not start in 30 s; see {log_file}")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def train(workdir: Path) -> list[dict[str, Any]]:
@@ -534,7 +588,7 @@ def predict(env: Env, sample: list[list[float]], truth: list[int]) -> None:
         show_prediction(body, truth)
 
 
-def next_steps(env: Env, stopped: bool) -> None:
+def next_steps(env: Env, stopped: bool, ui_url: str | None = None) -> None:
     ns = env.namespace
     pid_file = operator_files(ns)[0].relative_to(REPO)
     lines = [
@@ -548,6 +602,10 @@ def next_steps(env: Env, stopped: bool) -> None:
         (f"kubectl modelreg get {MODEL} -n {ns}", "the same CLI as a kubectl plugin"),
         (f"kubectl get mv -n {ns} -w", "watch the operator's verdicts"),
     ]
+    if ui_url is not None and not stopped:
+        ui_pid = ui_files(ns)[0].relative_to(REPO)
+        lines.append((ui_url, "the web UI: versions, gates, history, compare (docs/ui.md)"))
+        lines.append((f"kill $(cat {ui_pid})", "stop the web UI"))
     if not stopped:
         lines.append((f"kill $(cat {pid_file})", "stop the demo's operator"))
     lines += [
@@ -610,12 +668,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = "a real pod, through the Service" if env.real_node else "pod emulation"
         step(7, f"a prediction from the served version ({where})")
         predict(env, sample["sample"], sample["truth"])
+        ui_url = start_ui(env)
 
         if args.stop:
+            stop_previous(ui_files(args.namespace)[0], "modelreg.cli ui")
             stop_previous_operator(args.namespace)
             stopped = True
         step(8, f"done in {time.monotonic() - t0:.0f}s. Next steps:")
-        next_steps(env, stopped)
+        next_steps(env, stopped, ui_url)
         return 0
     except DemoError as e:
         print(f"\ndemo: error: {e}", file=sys.stderr)
@@ -623,6 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if log_file.exists():
             print(f"demo: the operator's log is {log_file}", file=sys.stderr)
         if args.stop:
+            stop_previous(ui_files(args.namespace)[0], "modelreg.cli ui")
             stop_previous_operator(args.namespace)
         return 1
 

@@ -11,6 +11,7 @@ its operator at the end (`--stop`).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -50,8 +51,10 @@ def test_make_demo_reaches_a_served_prediction(kubeconfig: str, kubectl: Kubectl
         mvs = {mv["metadata"]["name"]: mv for mv in kubectl.items("modelversions", namespace)}
         assert mvs["breast-cancer-v2"]["status"]["phase"] == "Serving"
         assert mvs["breast-cancer-v1"]["status"]["phase"] == "Archived"
-        # --stop: the demo's operator is gone.
-        pid_file = REPO / ".dev" / f"demo-operator-{namespace}.pid"
-        assert not pid_file.exists()
+        # The web UI answered at the URL it printed (the demo GETs it before printing it).
+        assert re.search(r"web UI running \(pid \d+\): http://127\.0\.0\.1:\d+/", out), out[-3000:]
+        # --stop: the demo's operator and UI are gone.
+        for kind in ("operator", "ui"):
+            assert not (REPO / ".dev" / f"demo-{kind}-{namespace}.pid").exists(), kind
     finally:
         kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")

@@ -616,3 +616,34 @@ def test_two_replicas_get_a_disruption_budget_anti_affinity_and_only_their_lease
     assert not of_kind(off, "PodDisruptionBudget")
     own = render("--set", "replicaCount=2", "--set-json", 'operator.affinity={"nodeAffinity": {}}')
     assert only(own, "Deployment")["spec"]["template"]["spec"]["affinity"] == {"nodeAffinity": {}}
+
+
+def test_the_web_ui_is_off_by_default_and_read_only_with_its_own_role() -> None:
+    assert not [o for o in render() if o["metadata"]["name"].endswith("-ui")]
+    objs = render("--set", "ui.enabled=true", "--set", "ui.namespace=team-a")
+    name = "modelreg-ui"
+    role = only(objs, "Role", name)
+    assert role["metadata"]["namespace"] == "team-a"
+    assert {verb for _, _, verb in triples(role["rules"])} == {"get", "list", "watch"}
+    assert not any(res == "secrets" for _, res, _ in triples(role["rules"]))
+    binding = only(objs, "RoleBinding", name)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NS}]
+    pod = only(objs, "Deployment", name)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == name
+    [c] = pod["containers"]
+    assert c["command"][:5] == ["python", "-m", "modelreg.cli", "ui", "--in-cluster"]
+    assert c["command"][-2:] == ["-n", "team-a"]
+    assert "--as" not in c["command"]  # it never impersonates
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    # Its pods are not the operator's: the operator's selectors leave them out.
+    ui_labels = only(objs, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+    op_selector = only(objs, "Deployment", "modelreg")["spec"]["selector"]["matchLabels"]
+    assert not op_selector.items() <= ui_labels.items()
+    svc = only(objs, "Service", name)
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert svc["spec"]["selector"].items() <= ui_labels.items()
+    bad = helm("template", "modelreg", str(CHART), "--set", "ui.enabled=true", "--set",
+               "ui.namespace=Not_A_Namespace", check=False)  # fmt: skip
+    assert bad.returncode != 0
+    assert "/ui/namespace" in bad.stderr

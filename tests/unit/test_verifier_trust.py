@@ -7,6 +7,7 @@ to a full check."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -260,35 +261,41 @@ def test_a_new_versions_first_status_waits_for_a_short_check_but_not_for_a_long_
 ) -> None:
     gate = asyncio.Event()
     real_sha256 = FakeStore.sha256
+    clock = [1000.0]  # the verifier's monotonic clock, moved by the test only
 
     async def slow_sha256(self: FakeStore, uri: str) -> store.Digest:
         await gate.wait()
         return await real_sha256(self, uri)
 
     monkeypatch.setattr(FakeStore, "sha256", slow_sha256)
+    # The verifier's `time` only (asyncio's own clock keeps running).
+    monkeypatch.setattr(verifier_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
 
     async def go() -> None:
-        v, _ = make(verify_hold_seconds=0.2, verify_concurrency=1)
+        v, _ = make(verify_hold_seconds=2, verify_concurrency=1)
         first, second = version(uid="u1"), version(uid="u2")
         assert v.holding(first) is None  # no check yet
         assert v.verdict(model(), first).verdict is Verdict.VERIFYING
         assert v.verdict(model(), second).verdict is Verdict.VERIFYING
-        # Held from the pass that started the check (its task has not run yet): that pass writes
-        # no Verifying.
-        assert v.holding(first) is not None and v.holding(second) is not None
-        await asyncio.sleep(0.05)
-        left = v.holding(first)  # running for 0.05 s of its 0.2 s
-        assert left is not None and 0 < left <= 0.15
-        queued = v.holding(second)  # waiting for the one slot: up to HOLD_QUEUED
-        assert queued is not None and queued > 1
+        # Held from the pass that started the checks (their tasks have not run yet, so both are
+        # queued): that pass writes no Verifying.
+        assert v.holding(first) == verifier_module.HOLD_QUEUED
+        assert v.holding(second) == verifier_module.HOLD_QUEUED
+        await asyncio.sleep(0.05)  # the first check takes the one slot; the second waits
+        clock[0] += 0.5
+        assert v.holding(first) == 1.5  # running for 0.5 s of its 2 s
+        assert v.holding(second) == verifier_module.HOLD_QUEUED - 0.5  # queued
         written = version(uid="u1", observedGeneration=1, phase="Verifying")
         assert v.holding(written) is None  # a version with a status is never held
-        await asyncio.sleep(0.2)
+        clock[0] += 2
         assert v.holding(first) is None  # running longer than the hold: show Verifying
         assert v.holding(second) is not None  # still queued behind it
+        clock[0] += verifier_module.HOLD_QUEUED
+        assert v.holding(second) is None  # queued too long: show Verifying
         gate.set()
         await settle(v)
-        assert v.holding(first) is None and v.holding(second) is None  # verdicts known
+        assert v.holding(first) is None  # verdicts known
+        assert v.holding(second) is None
         assert v.verdict(model(), first).verdict is Verdict.VERIFIED
         await v.close()
 

@@ -511,3 +511,18 @@ class ClientKube(Kube):
 
         secret = self._do(read)
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+    def list_events(self, namespace: str, involved_name: str) -> list[Body]:
+        """The Events about object `involved_name` (events.k8s.io/v1 bodies: the Events the
+        operator posts to core/v1, as that group serves them), through the custom-objects client
+        so that no typed core client is loaded."""
+        result = self._do(
+            self.custom.list_namespaced_custom_object,
+            "events.k8s.io",
+            "v1",
+            namespace,
+            "events",
+            field_selector=f"regarding.name={involved_name}",
+        )
+        items: list[Body] = result.get("items", [])
+        return items

@@ -331,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show what would be imported")
 
     p = cmd("serve", "run the model server in the foreground (`modelreg serve --help`)")
+
+    p = cmd("ui", "serve the read-only web UI (loopback only; acts as you, --as honoured)")
+    p.add_argument("--address", help="address to bind (default 127.0.0.1; see --in-cluster)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    p.add_argument(
+        "--in-cluster",
+        "--read-only-service-account",
+        dest="in_cluster",
+        action="store_true",
+        help="act as this pod's read-only ServiceAccount (the chart), may bind any address",
+    )
     return parser
 
 
@@ -645,6 +656,11 @@ class App:
         mv = self.client.wait(name, version, **kwargs)
         self.emit(mv.wire(), f"{mv.metadata.name}: {self.args.until} met")
         return EXIT_OK
+
+    def ui(self) -> int:
+        from modelreg.ui import command  # noqa: PLC0415 - the server (aiohttp) only for `ui`
+
+        return command.run(self.args, self._make_client, self.err)
 
     def import_mlflow(self) -> int:
         a = self.args

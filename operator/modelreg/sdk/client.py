@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -102,6 +102,13 @@ class KubeAPI(Protocol):
     def get_secret_data(self, namespace: str, name: str) -> dict[str, str]: ...
 
 
+@runtime_checkable
+class EventsAPI(Protocol):
+    """An adapter that lists the Events about one object (core/v1 or events.k8s.io/v1 bodies)."""
+
+    def list_events(self, namespace: str, involved_name: str) -> list[Body]: ...
+
+
 class ArtifactStore(Protocol):
     """What the SDK does with an object store (unit tests pass a fake)."""
 
@@ -161,6 +168,12 @@ class _Retrying:
 
     def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
         return self._retry(lambda: self.inner.get_secret_data(namespace, name))
+
+    def list_events(self, namespace: str, involved_name: str) -> list[Body]:
+        inner = self.inner
+        if not isinstance(inner, EventsAPI):
+            raise k.KubeError("this Kubernetes adapter cannot list Events")
+        return self._retry(lambda: inner.list_events(namespace, involved_name))
 
 
 class _S3Store:
@@ -242,6 +255,19 @@ class HistoryRecord:
     by: str | None = None  # who asked (the API server's user name), on a request's entry
     requested: Stage | None = None  # the stage asked for, on a request's entry
     from_stage: Stage | None = None  # the stage the version held before this entry
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One Event about an object, as `kubectl describe` shows it (`Client.list_events`)."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+    count: int
+    first: str | None  # RFC 3339
+    last: str | None
+    source: str  # the component that reported it
 
 
 @dataclass(frozen=True)
@@ -447,6 +473,16 @@ class Client:
         metrics = sorted({m for mv in chosen for m in mv.spec.metrics})
         table = {m: {mv.spec.version: mv.spec.metrics.get(m) for mv in chosen} for m in metrics}
         return Comparison(model, chosen, metrics, table)
+
+    def list_events(self, name: str) -> builtins.list[EventRecord]:
+        """The Events about object `name` (a Model or ModelVersion) of this namespace, oldest
+        first, through the adapter's `list_events` (events.k8s.io/v1 or core/v1 bodies)."""
+        kube = self.kube
+        if not isinstance(kube, EventsAPI):
+            raise ModelregError("this client's Kubernetes adapter cannot list Events")
+        bodies = self._call(lambda: kube.list_events(self.namespace, name), f"events of {name!r}")
+        records = [_event_record(b) for b in bodies]
+        return sorted(records, key=lambda r: (r.last or r.first or "", r.reason))
 
     # -- registering ------------------------------------------------------------------------------
 
@@ -1376,6 +1412,30 @@ def _validation_message(e: ValidationError) -> str:
     return "invalid version: " + "; ".join(parts)
 
 
+def _event_record(b: Body) -> EventRecord:
+    """An Event from either API's shape: core/v1 (message, count, firstTimestamp, source) or
+    events.k8s.io/v1 (note, deprecatedCount, deprecatedFirstTimestamp, reportingController)."""
+    series = b.get("series") or {}
+    count = series.get("count") or b.get("count") or b.get("deprecatedCount") or 1
+    first = b.get("firstTimestamp") or b.get("deprecatedFirstTimestamp") or b.get("eventTime")
+    last = (
+        series.get("lastObservedTime")
+        or b.get("lastTimestamp")
+        or b.get("deprecatedLastTimestamp")
+        or first
+    )
+    source = (b.get("source") or b.get("deprecatedSource") or {}).get("component") or ""
+    return EventRecord(
+        type=str(b.get("type") or "Normal"),
+        reason=str(b.get("reason") or ""),
+        message=str(b.get("message") or b.get("note") or ""),
+        count=int(count),
+        first=first,
+        last=last,
+        source=source or str(b.get("reportingComponent") or b.get("reportingController") or ""),
+    )
+
+
 def _store_error(e: store.StoreError) -> ModelregError:
     if isinstance(e, up.MissingCredentials):
         return NoCredentials(
@@ -1389,6 +1449,7 @@ __all__ = [
     "ArtifactNotFound",
     "Client",
     "Comparison",
+    "EventRecord",
     "HistoryEntry",
     "HistoryRecord",
     "ModelregError",

@@ -180,6 +180,8 @@ def release(
         "crds": {"enabled": False},
         "admission": {"enabled": False},
         "rbac": {"aggregateToDefaultRoles": False, "approver": False},
+        # The web UI in the cluster, read-only, showing the apps namespace (test_real.py).
+        "ui": {"enabled": True, "namespace": rel.apps, **ON_REAL_NODE},
     }
     path: Path = tmp_path_factory.mktemp("release") / "values.json"
     path.write_text(json.dumps(values))

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import time
@@ -366,3 +367,52 @@ def test_a_pull_never_leaves_the_machine(release: Release, kubectl: Kubectl) -> 
     message = wait_for(pull_failed, timeout=60, what="the pull of an absent image to fail")
     assert "127.0.0.1:9" in message, message
     kubectl("-n", release.apps, "delete", "pod", "pull", "--wait=false")
+
+
+def test_the_chart_runs_the_web_ui_read_only_under_its_own_role(
+    release: Release, kubectl: Kubectl, apps: Registry
+) -> None:
+    """ui.enabled: a real pod that passes its probes, serves the registry of the apps namespace
+    through its ClusterIP Service, and whose ServiceAccount may read and never write."""
+    name = f"{release.fullname}-ui"
+    apps.model("seen-by-the-ui")
+
+    def ready() -> bool:
+        d = kubectl.get("deployment", name, release.system) or {}
+        return int((d.get("status") or {}).get("readyReplicas") or 0) == 1
+
+    wait_for(ready, timeout=180, what=f"the UI Deployment {name} Ready (its probes pass)")
+    pods = kubectl.items("pods", release.system, "app.kubernetes.io/component=ui")
+    assert [p["spec"]["nodeName"] for p in pods] == [NODE]
+    ip = cluster_ip(kubectl, release.system, name)
+
+    def page(path: str) -> tuple[int, str]:
+        conn = http.client.HTTPConnection(ip, 8765, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode()
+        finally:
+            conn.close()
+
+    def listed() -> tuple[int, str] | None:
+        got = page("/")
+        return got if "seen-by-the-ui" in got[1] else None
+
+    status, html = wait_for(listed, timeout=30, what="the models list to show the new Model")
+    assert status == 200
+    assert release.apps in html
+    status, html = page("/models/seen-by-the-ui")
+    assert status == 200, html[:500]
+    assert page("/models/no-such-model")[0] == 404
+    sa = f"system:serviceaccount:{release.system}:{name}"
+    for verb, resource, allowed in [
+        ("list", "modelversions.modelreg.dev", "yes"),
+        ("watch", "models.modelreg.dev", "yes"),
+        ("patch", "modelversions.modelreg.dev", "no"),
+        ("create", "models.modelreg.dev", "no"),
+        ("get", "secrets", "no"),
+    ]:
+        proc = kubectl.run("auth", "can-i", verb, resource, "-n", release.apps, "--as", sa,
+                           check=False)  # fmt: skip
+        assert proc.stdout.strip() == allowed, (verb, resource, proc.stdout, proc.stderr)
