@@ -404,9 +404,9 @@ def test_aliases_that_resolve_are_published_and_the_others_are_named() -> None:
     assert gone.aliases == {}
 
 
-def test_a_first_check_writes_no_event_until_its_outcome() -> None:
-    """Scale: a new version's Verifying is in its status and history, and only the outcome gets
-    an Event (one write per version, not two); a check of a version already Ready does."""
+def test_a_first_check_writes_no_event_unless_its_outcome_is_news() -> None:
+    """Scale: a new version's Verifying is in its status and history, and so is an uneventful
+    first verdict (Ready); a Blocked one gets its Warning, and later changes get theirs."""
 
     m = model()
     checking = ArtifactVerdict(Verdict.VERIFYING, "Verifying", "computing the sha256")
@@ -432,8 +432,16 @@ def test_a_first_check_writes_no_event_until_its_outcome() -> None:
     assert v.status.phase is Phase.VERIFYING
     assert [h.phase for h in v.status.history] == [Phase.VERIFYING]
     assert events == []
+    first = v
     v, events = run(v, OK)
     assert v.status.phase is Phase.READY
-    assert events == ["Registered"]
+    assert v.status.history[-1].phase is Phase.READY  # the status and its history say it
+    assert events == []
+    _, events = run(version(1), OK)  # its check was quick: no Verifying was ever written
+    assert events == []
+    _, events = run(first, ArtifactVerdict(Verdict.FAILED, "DigestMismatch", "sha256 differs"))
+    assert events == ["DigestMismatch"]  # a new version that is Blocked gets its Warning
     v, events = run(v, ArtifactVerdict(Verdict.VERIFYING, "Reverifying", "the object changed"))
     assert events == ["Reverifying"]  # a check of a known version is news
+    _, events = run(v, OK)
+    assert events == ["Registered"]  # ... and so is its outcome

@@ -44,6 +44,7 @@ FAILED_RECHECK_MAX = 600.0
 # Credentials read for one check serve the others that start soon after (10,000 versions would
 # otherwise read their Model's Secret 10,000 times); short, so a rotated Secret is seen quickly.
 SECRET_TTL = 10.0
+DONE_RECHECK = 1.0  # a held status whose check has ended is looked at again after this
 HOLD_QUEUED = 60.0  # longest a new version's first status waits for its check to get a slot
 # Building a boto3 client parses botocore's JSON models (~0.1-0.3 s of CPU and MiBs of garbage),
 # far more than hashing a small artifact: one client per store and credentials is reused.
@@ -188,7 +189,13 @@ class Verifier:
         key = f"{mv.metadata.namespace}/{mv.metadata.name}/{mv.metadata.uid}"
         queued = self._queued_at.get(key)
         if queued is None:
-            return None
+            # The check ended while the pass that read its verdict was applying its plan: that
+            # Verifying is already stale, and the pass the check's end kicked writes the verdict.
+            done = self._outcomes.get(key)
+            final = (Verdict.VERIFIED, Verdict.FAILED)
+            return (
+                DONE_RECHECK if done and not done.stale and done.verdict.verdict in final else None
+            )
         now = time.monotonic()
         left = HOLD_QUEUED - (now - queued)
         running = self._running_at.get(key)

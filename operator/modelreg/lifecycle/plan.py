@@ -1320,10 +1320,17 @@ def _version_status(
     elif old.phase != phase or old.stage != stage:
         history.append(HistoryEntry(stage=stage, phase=phase, at=now, message=message[:1000]))
         history = history[-history_limit:]
-    # An Event for each change of phase, except into Pending and Verifying: a check under way is
-    # in the status and its history, and its outcome gets the Event (one API write per version
-    # instead of two when thousands are verified at once).
-    quiet = phase in (Phase.PENDING, Phase.VERIFYING) and old.phase in (None, Phase.PENDING)
+    # An Event for each change of phase, except into Pending and Verifying (a check under way is
+    # in the status and its history), and except a new version's first verdict when it is
+    # uneventful (Ready or Archived, as asked): the status, its history and the ArtifactVerified
+    # condition say it, and an Event each would double the API writes of thousands of versions
+    # registered at once. A new version that is Blocked or Failed gets its Warning.
+    checking = (None, Phase.PENDING, Phase.VERIFYING)
+    quiet = (phase in (Phase.PENDING, Phase.VERIFYING) and old.phase in (None, Phase.PENDING)) or (
+        phase in (Phase.READY, Phase.ARCHIVED)
+        and old.phase in checking
+        and all(h.phase in checking for h in old.history)
+    )
     if (old.phase != phase or old.stage != stage) and not quiet:
         warn = phase in (Phase.BLOCKED, Phase.FAILED, Phase.SUPERSEDED)
         events.append(
