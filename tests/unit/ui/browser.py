@@ -55,14 +55,16 @@ def ensure_chromium() -> Path:
             f"run `apt-get install -y {' '.join(PACKAGES)}`"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    proc = subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
+
+    def apt(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["apt-get", *args], capture_output=True, text=True, env=env, timeout=900, check=False
+        )
+
+    proc = apt("install", "-y", "--no-install-recommends", *PACKAGES)
+    if proc.returncode != 0 and apt("update", "-q").returncode == 0:
+        # A fresh machine's package lists may be missing or stale, as tools/argocd.sh finds.
+        proc = apt("install", "-y", "--no-install-recommends", *PACKAGES)
     if proc.returncode != 0:  # as root this is an error to see, never a skip
         raise RuntimeError(f"apt-get install {' '.join(PACKAGES)} failed:\n{proc.stderr[-4000:]}")
     return CHROMIUM
