@@ -75,6 +75,10 @@ unit: venv tools ## unit tests (no cluster; the chart tests use the pinned helm)
 	$(PY) -m pytest tests/unit -q
 
 e2e: cluster-up ## e2e tests against the local control plane and S3 server
+	@# Built (or found cached) before the tests, so no test's timeout pays for a cold build: the
+	@# gitops tests' Argo CD, and the image the real tier and gitops import into the node.
+	@tools/build.sh argocd
+	@if [ -f .dev/node-mode ]; then tools/image.sh; fi
 	$(PY) -m pytest tests/e2e -q
 
 test: lint check unit e2e ## everything: lint, drift check, unit, e2e
