@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import signal
 import statistics
 import subprocess
@@ -34,7 +33,6 @@ import urllib.request
 from typing import Any
 
 from bench.common import (
-    REPO,
     Env,
     bench_namespace,
     create_namespace,
@@ -149,30 +147,13 @@ def timed(fn: Any, rounds: int) -> list[float]:
 
 
 def start_ui(env: Env, ns: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelreg.cli",
-            "ui",
-            "--port",
-            "0",
-            "--kubeconfig",
-            env.kubeconfig,
-            "-n",
-            ns,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO / "operator")},
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    if not ready:
+    from tests.unit.ui.browser import banner, launch_ui
+
+    proc = launch_ui(env.kubeconfig, "-n", ns)
+    line = banner(proc)
+    if not line:
         proc.kill()
         raise RuntimeError("modelreg ui did not start in 30 s")
-    line = proc.stdout.readline()
     return proc, line.split()[3]
 
 

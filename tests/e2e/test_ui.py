@@ -4,7 +4,7 @@
 and Debian's headless Chromium browses it through Playwright (tests/unit/ui/browser.py installs
 chromium when missing, as root): the models list, a drill-down to a version and a comparison; a
 promotion followed live on an open page (no reload: the navigation count stays 1); and users
-without rights, who see which permission is missing. Namespaces are `ui-*`, deleted afterwards.
+without rights, who see which permission is missing. Namespaces are conftest's, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,28 +24,12 @@ import pytest
 
 from modelreg.api.models import Phase
 from modelreg.sdk.client import Client
-from tests.e2e.helpers import REPO, S3, Kubectl, OperatorProcess, wait_for
+from tests.e2e.helpers import S3, Kubectl, OperatorProcess, wait_for
 from tests.e2e.test_sdk_helpers import apply_model, storage
-from tests.unit.ui.browser import VIEWPORT, NoBrowser, browser
+from tests.unit.ui.browser import VIEWPORT, NoBrowser, banner, browser, launch_ui
 
 MODEL = "credit"
 GATES = [{"metric": "auc", "min": 0.8}, {"metric": "latency_p99_ms", "max": 50}]
-
-
-@pytest.fixture
-def namespace(kubectl: Kubectl) -> Iterator[str]:
-    """A fresh `ui-` namespace (overrides conftest's `e2e-` one for this module)."""
-    ns = f"ui-{secrets.token_hex(4)}"
-    kubectl("create", "namespace", ns)
-    wait_for(
-        lambda: (
-            kubectl.run("-n", ns, "get", "serviceaccount", "default", check=False).returncode == 0
-        ),
-        timeout=30,
-        what=f"the default ServiceAccount in {ns}",
-    )
-    yield ns
-    kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found")
 
 
 @pytest.fixture(scope="module")
@@ -62,31 +44,10 @@ def chromium() -> Iterator[Any]:
 @contextmanager
 def ui(kubeconfig: str, namespace: str, *extra: str) -> Iterator[str]:
     """`modelreg ui --port 0` as a process; yields its URL; Ctrl-C at the end (exit 130)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelreg.cli",
-            "ui",
-            "--port",
-            "0",
-            "--kubeconfig",
-            kubeconfig,
-            "-n",
-            namespace,
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = launch_ui(kubeconfig, "-n", namespace, *extra)
     try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready, "modelreg ui printed nothing in 30 s"
-        line = proc.stdout.readline()
+        line = banner(proc)
+        assert line, "modelreg ui printed nothing in 30 s"
         m = re.match(
             r"modelreg ui: serving (http://127\.0\.0\.1:\d+/) \(namespace (\S+), as ", line
         )

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,3 +124,24 @@ def serving(app: web.Application) -> Iterator[str]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
         loop.close()
+
+
+def launch_ui(kubeconfig: str, *args: str) -> subprocess.Popen[str]:
+    """`modelreg ui --port 0 --kubeconfig KUBECONFIG ARGS...` as a process of this checkout, its
+    stdout and stderr piped as text (the tests' and bench/ui.py's way to run the real command)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "modelreg.cli", "ui", "--port", "0", "--kubeconfig", kubeconfig,
+         *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "operator")},
+    )  # fmt: skip
+
+
+def banner(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The first line `modelreg ui` prints (`modelreg ui: serving URL (...)`); "" if none came
+    within `timeout` seconds."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +15,7 @@ import yaml
 from modelreg.cli.main import run
 from modelreg.sdk.errors import InvalidArgument
 from modelreg.ui import command
+from tests.unit.ui.browser import banner, launch_ui
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -93,29 +91,10 @@ def test_modelreg_ui_serves_says_where_and_exits_cleanly_on_ctrl_c(tmp_path: Pat
     """The real command in a process: the banner, pages (the API server here is unreachable, so
     a 503 page, not a traceback), then SIGINT -> exit 130 and SIGTERM -> exit 0."""
     kc = kubeconfig(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modelreg.cli",
-                "ui",
-                "--port",
-                "0",
-                "--kubeconfig",
-                kc,
-                "--as",
-                "alice",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        proc = launch_ui(kc, "--as", "alice")
         try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
+            line = banner(proc)
             assert line.startswith("modelreg ui: serving http://127.0.0.1:"), line
             assert line.rstrip().endswith("(namespace team-a, as alice, impersonated)")
             url = line.split()[3]
