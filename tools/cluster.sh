@@ -206,6 +206,20 @@ componentsPatches:
     extraArgs:
       - key: service-cluster-ip-range
         value: 10.96.0.0/16
+      # The front proxy, as kubeadm configures it: the aggregator presents kwokctl's proxy client
+      # certificate (CN kwok-admin, signed by the cluster's CA) and names the end user in these
+      # headers. The API server publishes them in kube-system/extension-apiserver-authentication,
+      # where aggregated API servers (modelreg's custom metrics API) learn whom to believe.
+      - key: requestheader-client-ca-file
+        value: $pki/ca.crt
+      - key: requestheader-allowed-names
+        value: kwok-admin
+      - key: requestheader-username-headers
+        value: X-Remote-User
+      - key: requestheader-group-headers
+        value: X-Remote-Group
+      - key: requestheader-extra-headers-prefix
+        value: X-Remote-Extra-
 EOF
   if [ -f "$dev/node-mode" ]; then
     # The kubernetes Service's endpoint is the bridge address (forwarded to loopback); the API

@@ -647,3 +647,42 @@ def test_the_web_ui_is_off_by_default_and_read_only_with_its_own_role() -> None:
                "ui.namespace=Not_A_Namespace", check=False)  # fmt: skip
     assert bad.returncode != 0
     assert "/ui/namespace" in bad.stderr
+
+
+def test_the_custom_metrics_api_is_off_by_default_and_holds_only_what_it_needs() -> None:
+    assert not of_kind(render(), "APIService")
+    objs = render("--set", "metricsApi.enabled=true", "--set", "watchNamespaces={team-a}")
+    name = "modelreg-metrics-api"
+    api = only(objs, "APIService", "v1beta2.custom.metrics.k8s.io")
+    assert api["spec"]["service"] == {"name": name, "namespace": NS, "port": 443}
+    # The server writes its own CA there: the chart leaves it out, so no upgrade or sync undoes it.
+    assert "caBundle" not in api["spec"]
+    assert not api["spec"].get("insecureSkipTLSVerify")
+    pod = only(objs, "Deployment", name)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == name
+    [c] = pod["containers"]
+    assert c["command"][:3] == ["python", "-m", "modelreg.metricsapi"]
+    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    # Pods are listed only in the watched namespace; the cluster role names its one APIService.
+    cluster = only(objs, "ClusterRole", name)
+    assert triples(cluster["rules"]) == expand("apiregistration.k8s.io", "apiservices", "get patch")
+    assert cluster["rules"][0]["resourceNames"] == ["v1beta2.custom.metrics.k8s.io"]
+    pods = [r for r in of_kind(objs, "Role") if r["metadata"]["name"] == name]
+    by_ns = {r["metadata"]["namespace"]: triples(r["rules"]) for r in pods}
+    assert by_ns["team-a"] == {("", "pods", "list")}
+    assert by_ns[NS] == {
+        ("", "secrets", "create"),
+        ("", "secrets", "get"),
+        ("", "secrets", "patch"),
+    }
+    delegated = only(objs, "ClusterRoleBinding", f"{name}:system:auth-delegator")
+    assert delegated["roleRef"]["name"] == "system:auth-delegator"
+    reader = only(objs, "RoleBinding", f"{name}-auth-reader")
+    assert reader["metadata"]["namespace"] == "kube-system"
+    assert reader["roleRef"]["name"] == "extension-apiserver-authentication-reader"
+    svc = only(objs, "Service", name)
+    labels = only(objs, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= labels.items()
+    op_selector = only(objs, "Deployment", "modelreg")["spec"]["selector"]["matchLabels"]
+    assert not op_selector.items() <= labels.items()

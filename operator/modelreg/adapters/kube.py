@@ -30,6 +30,7 @@ MODELS = "models"
 MODEL_VERSIONS = "modelversions"
 # Children are written with server-side apply under this field manager, nothing else.
 FIELD_MANAGER = "modelreg"
+FIELD_LABEL = "app.kubernetes.io/managed-by"
 APPLY = "application/apply-patch+yaml"
 
 
@@ -335,6 +336,56 @@ class Kube:
         if not key:
             raise KubeError(f"the seal Secret {namespace}/{name} has no data key 'key'")
         return key
+
+    # -- the custom metrics API server (modelreg.metricsapi) -----------------------------------
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
+        """The pods of a namespace that a label selector matches, as JSON bodies."""
+        found = self._do(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
+        pods: list[Body] = self.api.sanitize_for_serialization(found).get("items", [])
+        return pods
+
+    def get_config_map_data(self, namespace: str, name: str) -> dict[str, str]:
+        found = self._do(self.core.read_namespaced_config_map, name, namespace)
+        return dict(found.data or {})
+
+    def access_review(self, spec: Body) -> tuple[bool, str]:
+        """A SubjectAccessReview (authorization.k8s.io/v1) of `spec`: (allowed, the reason)."""
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview"}
+        found = self._do(
+            client.AuthorizationV1Api(self.api).create_subject_access_review,
+            {**review, "spec": spec},
+        )
+        st = found.status
+        return bool(st.allowed), str(st.reason or st.evaluation_error or "")
+
+    def get_or_create_secret(self, namespace: str, name: str, make: Callable[[], Body]) -> Body:
+        """The Secret's data (base64, as stored), created from `make()` (data, same encoding)
+        when there is none; a racing replica's Secret wins and both read it."""
+        try:
+            found = self._do(self.core.read_namespaced_secret, name, namespace)
+        except NotFound:
+            body = client.V1Secret(
+                metadata=client.V1ObjectMeta(name=name, labels={FIELD_LABEL: "modelreg"}),
+                type="Opaque",
+                data=make(),
+            )
+            with contextlib.suppress(Conflict):
+                self._do(self.core.create_namespaced_secret, namespace, body)
+            found = self._do(self.core.read_namespaced_secret, name, namespace)
+        return dict(found.data or {})
+
+    def replace_secret_data(self, namespace: str, name: str, data: Body) -> None:
+        self._do(self.core.patch_namespaced_secret, name, namespace, {"data": data})
+
+    def set_apiservice_ca(self, name: str, ca_bundle: str) -> bool:
+        """Point an APIService's caBundle (base64 PEM) at our CA; False when it already was."""
+        reg = client.ApiregistrationV1Api(self.api)
+        found = self._do(reg.read_api_service, name)
+        if found.spec.ca_bundle == ca_bundle:
+            return False
+        self._do(reg.patch_api_service, name, {"spec": {"caBundle": ca_bundle}})
+        return True
 
     def _apply(self, patch: Callable[..., Any], namespace: str, body: Body) -> Body:
         applied: Body = self.api.sanitize_for_serialization(

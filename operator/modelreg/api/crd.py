@@ -61,6 +61,10 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
                 out[key] = _structural(value, defs)
         elif key == "const":
             out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
+            # JSON Schema's number form; OpenAPI v3.0 (a CRD's) has the bound and a flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         else:
             out[key] = _structural(value, defs)
     if (

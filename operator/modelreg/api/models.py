@@ -408,6 +408,15 @@ class Autoscaling(_Wire):
         description="Average CPU use of the serving pods, in percent of their CPU request "
         "(spec.serving.resources.requests.cpu, which autoscaling requires).",
     )
+    target_in_flight: float | None = Field(
+        default=None,
+        gt=0,
+        le=10000,
+        description="Average inference requests in flight per serving pod (queued or running, "
+        "over the last sampling window) to scale on, as well as CPU. Read through the custom "
+        "metrics API (custom.metrics.k8s.io, metric modelreg_requests_in_flight) that the "
+        "chart's metricsApi serves; unset: CPU only.",
+    )
     scale_down_stabilization_seconds: int = Field(
         default=300,
         ge=0,

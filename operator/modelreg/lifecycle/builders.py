@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelreg.api.models import API_VERSION, Autoscaling, Model, ModelVersion, Runtime, Shadow
-from modelreg.lifecycle import naming
+from modelreg.lifecycle import custom_metrics, naming
 
 Body = dict[str, Any]
 
@@ -363,7 +363,8 @@ def build_autoscaler(model: Model, version: int) -> Body:
                         "averageUtilization": auto.target_cpu_utilization,
                     },
                 },
-            }
+            },
+            *_in_flight_metric(auto),
         ],
         "behavior": {
             "scaleDown": {"stabilizationWindowSeconds": auto.scale_down_stabilization_seconds}
@@ -381,6 +382,26 @@ def build_autoscaler(model: Model, version: int) -> Body:
         },
         "spec": spec,
     }
+
+
+def _in_flight_metric(auto: Autoscaling) -> list[Body]:
+    """`targetInFlight` as a Pods metric, read from the custom metrics API that
+    `modelreg.metricsapi` serves: the HorizontalPodAutoscaler takes the larger of its and the
+    CPU target's recommendations."""
+    if auto.target_in_flight is None:
+        return []
+    return [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": custom_metrics.IN_FLIGHT},
+                "target": {
+                    "type": "AverageValue",
+                    "averageValue": custom_metrics.quantity(auto.target_in_flight),
+                },
+            },
+        }
+    ]
 
 
 def build_shadow_service(model: Model) -> Body:

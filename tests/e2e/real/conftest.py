@@ -157,8 +157,19 @@ def _namespace(kubectl: Kubectl, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def release_values() -> dict[str, object]:
+    """Chart values a test module adds to the release's (override it in the module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def release(
-    helm: Helm, kubectl: Kubectl, image: str, node_s3: S3, tmp_path_factory: pytest.TempPathFactory
+    helm: Helm,
+    kubectl: Kubectl,
+    image: str,
+    node_s3: S3,
+    tmp_path_factory: pytest.TempPathFactory,
+    release_values: dict[str, object],
 ) -> Iterator[Release]:
     """`helm install` of charts/modelreg with the local image, watching one apps namespace."""
     tag = secrets.token_hex(3)
@@ -182,6 +193,7 @@ def release(
         "rbac": {"aggregateToDefaultRoles": False, "approver": False},
         # The web UI in the cluster, read-only, showing the apps namespace (test_real.py).
         "ui": {"enabled": True, "namespace": rel.apps, **ON_REAL_NODE},
+        **release_values,
     }
     path: Path = tmp_path_factory.mktemp("release") / "values.json"
     path.write_text(json.dumps(values))

@@ -13,16 +13,18 @@ kube-controller-manager's HorizontalPodAutoscaler controller.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any
 
 import pytest
+from demo.devenv import ON_REAL_NODE
 
 from modelreg import Client
 from tests.e2e.helpers import Kubectl, wait_for
 from tests.e2e.real.conftest import Release, record
 from tests.e2e.real.serving import Load, Onnx, answers, cluster_ip, onnx_model
-from tests.e2e.real.test_real import apps, serving
+from tests.e2e.real.test_real import apps, ready_serving_pods, serving
 from tests.e2e.registry import Registry
 
 __all__ = ["apps", "onnx_model"]  # the fixtures, imported for pytest
@@ -150,6 +152,142 @@ def test_the_autoscaler_scales_and_follows_a_promotion_under_load(
     )
 
 
+# Scaled on requests in flight alone: a CPU target it cannot reach (the limit is 4x the request),
+# and a CPU limit that makes the one pod the bottleneck, so the load's requests wait in it.
+IN_FLIGHT = {
+    "minReplicas": 1,
+    "maxReplicas": 3,
+    "targetCpuUtilization": 1000,
+    "targetInFlight": 0.5,
+    "scaleDownStabilizationSeconds": 0,
+}
+SLOW = {"requests": {"cpu": "25m", "memory": "128Mi"}, "limits": {"cpu": "100m"}}
+CUSTOM = "/apis/custom.metrics.k8s.io/v1beta2"
+
+
+@pytest.fixture(scope="module")
+def release_values() -> dict[str, object]:
+    """This module's release also serves the custom metrics API (one APIService per cluster)."""
+    return {"metricsApi": {"enabled": True, **ON_REAL_NODE}}
+
+
+def quantity(q: str) -> float:
+    return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+def in_flight(hpa: dict[str, Any]) -> float | None:
+    for m in hpa.get("status", {}).get("currentMetrics") or []:
+        if m.get("type") == "Pods":
+            current = (m.get("pods") or {}).get("current") or {}
+            if "averageValue" in current:
+                return quantity(current["averageValue"])
+    return None
+
+
+def apiservice_available(kubectl: Kubectl) -> bool:
+    found = kubectl.get("apiservice", "v1beta2.custom.metrics.k8s.io")
+    conds = (found or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Available" and c["status"] == "True" for c in conds)
+
+
+@pytest.mark.timeout(900)
+def test_the_autoscaler_scales_on_requests_in_flight_through_the_custom_metrics_api(
+    release: Release, apps: Registry, kubectl: Kubectl, onnx_model: Onnx
+) -> None:
+    """metricsApi.enabled: the chart's pod serves custom.metrics.k8s.io behind the aggregator
+    (its own certificate, its CA written into the APIService); targetInFlight becomes a Pods
+    metric that the real HorizontalPodAutoscaler controller reads through the API server."""
+    model, ns = "inflight", release.apps
+    wait_for(
+        lambda: apiservice_available(kubectl),
+        timeout=180,
+        what="the APIService v1beta2.custom.metrics.k8s.io Available (the chart's pod)",
+    )
+    apps.model(model, serving=serving(resources=SLOW, autoscaling=IN_FLIGHT))
+    uri, sha = apps.artifact(model, 1, onnx_model.data)
+    apps.version(model, 1, "Production", uri=uri, sha256=sha)
+    apps.wait_phase(model, 1, "Serving", timeout=240)
+    hpa = the_autoscaler(kubectl, ns, model)
+    assert [m for m in hpa["spec"]["metrics"] if m["type"] == "Pods"] == [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "modelreg_requests_in_flight"},
+                "target": {"type": "AverageValue", "averageValue": "500m"},
+            },
+        }
+    ], hpa["spec"]["metrics"]
+
+    # Through the API server, as the autoscaler reads it: the one serving pod, idle.
+    path = f"{CUSTOM}/namespaces/{ns}/pods/*/modelreg_requests_in_flight"
+    raw = json.loads(kubectl("get", "--raw", f"{path}?labelSelector=modelreg.dev/model%3D{model}"))
+    pods = ready_serving_pods(kubectl, ns, model, 1)
+    assert [i["describedObject"]["name"] for i in raw["items"]] == [
+        p["metadata"]["name"] for p in pods
+    ], raw
+    assert quantity(raw["items"][0]["value"]) < 1, raw
+    # A user the API server does not let read it is refused there...
+    denied = kubectl.run("--as", "nobody", "get", "--raw", path, check=False)
+    assert denied.returncode != 0, denied.stdout
+    assert "Forbidden" in denied.stderr, denied.stderr
+    # ...and the server believes no user header without the front proxy's certificate.
+    server = kubectl.items("pods", release.system, "app.kubernetes.io/component=metrics-api")[0]
+    direct = subprocess.run(
+        ["curl", "-sk", "-H", "X-Remote-User: kwok-admin",
+         f"https://{server['status']['podIP']}:6443{path}"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert '"code": 401' in direct.stdout, direct.stdout + direct.stderr
+
+    def read() -> dict[str, Any] | None:
+        found = the_autoscaler(kubectl, ns, model)
+        return found if in_flight(found) is not None else None
+
+    hpa = wait_for(
+        read,
+        timeout=120,
+        what="the autoscaler's first in-flight reading",
+    )
+    idle = in_flight(hpa)
+    assert idle is not None, hpa["status"]
+    assert idle < 0.5, hpa["status"]
+
+    host = cluster_ip(kubectl, ns, model)
+    expected = onnx_model.expected()
+    wait_for(
+        lambda: answers(host, model, onnx_model.request(), expected), timeout=30, what="an answer"
+    )
+    load = Load(host, model, onnx_model.request(), expected, threads=6, max_seconds=420).start()
+    busy: list[tuple[float | None, int | None]] = []
+    try:
+        t0 = time.monotonic()
+
+        def scaled_up() -> bool:
+            h = the_autoscaler(kubectl, ns, model)
+            busy.append((in_flight(h), cpu_utilization(h)))
+            ready = apps.deployments(model)[f"{model}-v1"].get("status", {}).get("readyReplicas")
+            return (ready or 0) >= 2
+
+        wait_for(scaled_up, timeout=300, what=f"the autoscaler to scale {model}-v1 on in-flight")
+        record("autoscaler_in_flight_scale_up_seconds", time.monotonic() - t0)
+    finally:
+        load.stop()
+    print(f"in-flight autoscaling: idle {idle}, readings (in flight, cpu %) {busy[-10:]}")
+    peak = max((v for v, _ in busy if v is not None), default=None)
+    assert peak is not None, busy
+    assert peak > 0.5, busy
+    # The CPU target (1000 %) was never the reason: the pods' limit keeps them under 400 %.
+    assert all(c is None or c < 1000 for _, c in busy), busy
+    assert not load.failures, f"{len(load.failures)} of {load.total} failed: {load.failures[:10]}"
+    record("autoscaler_in_flight_peak", peak)
+
+    wait_for(
+        lambda: int(apps.deployments(model)[f"{model}-v1"]["spec"]["replicas"]) == 1,
+        timeout=240,
+        what=f"the autoscaler to scale {model}-v1 down with nothing in flight",
+    )
+
+
 @pytest.mark.parametrize(
     ("autoscaling", "resources", "message"),
     [
@@ -164,6 +302,11 @@ def test_the_autoscaler_scales_and_follows_a_promotion_under_load(
             "spec.serving.autoscaling needs spec.serving.resources.requests.cpu",
         ),
         ({"minReplicas": 2}, RESOURCES, "spec.serving.autoscaling.maxReplicas: Required value"),
+        (
+            {"maxReplicas": 2, "targetInFlight": 0},
+            RESOURCES,
+            "spec.serving.autoscaling.targetInFlight: Invalid value",
+        ),
     ],
 )
 def test_bad_autoscaling_is_refused_with_a_clear_message(
