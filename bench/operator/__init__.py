@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                 for m, v, t in sizes
             ]
             emit("operator-scale", scale.markdown(results))
+            if write:
+                table = scale.write_sizing(results)
+                emit("operator-sizing", scale.sizing_markdown(table))
 
         attempt("scale", run_scale)
     if "verify" in chosen:

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -329,6 +332,60 @@ def run(
         _delete_prefix(env, s3, f"{namespace}/")
         if cidr:
             _delete_service_cidr(env)
+
+
+SIZING = Path(__file__).resolve().parents[1] / "sizing.json"
+HEADROOM = 1.25  # a memory limit this much above the measured peak, rounded up to 64 MiB
+
+
+def recommended_limit_mib(peak_rss: int) -> int:
+    return math.ceil(mib(peak_rss) * HEADROOM / 64) * 64
+
+
+def sizing(results: list[ScaleResult], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sizing table (versions -> measured peak RSS -> memory limit), bench/sizing.json: this
+    run's rows, and the previous file's rows of the sizes this run did not measure."""
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    rows = {
+        r.versions: {
+            "versions": r.versions,
+            "models": r.models,
+            "peak_rss_mib": round(mib(r.peak_rss)),
+            "limit_mib": recommended_limit_mib(r.peak_rss),
+            "measured": stamp,
+        }
+        for r in results
+        if r.peak_rss
+    }
+    for row in (previous or {}).get("rows", []):
+        rows.setdefault(int(row["versions"]), row)
+    return {"headroom": HEADROOM, "rows": [rows[k] for k in sorted(rows)]}
+
+
+def write_sizing(results: list[ScaleResult]) -> dict[str, Any]:
+    previous = json.loads(SIZING.read_text()) if SIZING.exists() else None
+    table = sizing(results, previous)
+    SIZING.write_text(json.dumps(table, indent=1) + "\n")
+    return table
+
+
+def sizing_markdown(table: dict[str, Any]) -> str:
+    rows = "\n".join(
+        f"| {r['versions']:,} / {r['models']:,} | {r['peak_rss_mib']} MiB | {r['limit_mib']}Mi | "
+        f"{r['measured']} |"
+        for r in table["rows"]
+    )
+    return f"""### Sizing: the operator's memory by versions
+
+The operator's peak RSS in the scale runs above, and the memory limit to give it
+(`operator.resources.limits.memory`): the peak times {table["headroom"]}, rounded up to 64 MiB.
+Written with the rows to `bench/sizing.json`, which `tests/unit/test_chart.py` checks the chart's
+default against (the chart states the versions its default is sized for).
+
+| versions / Models | peak RSS | memory limit | measured |
+| --- | --- | --- | --- |
+{rows}
+"""
 
 
 def markdown(results: list[ScaleResult]) -> str:

@@ -11,6 +11,7 @@ Needs .dev/bin/helm (`make tools`); e2e/test_helm.py installs the chart into a r
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -686,3 +687,39 @@ def test_the_custom_metrics_api_is_off_by_default_and_holds_only_what_it_needs()
     assert svc["spec"]["selector"].items() <= labels.items()
     op_selector = only(objs, "Deployment", "modelreg")["spec"]["selector"]["matchLabels"]
     assert not op_selector.items() <= labels.items()
+
+
+def mebibytes(q: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    for suffix, factor in units.items():
+        if q.endswith(suffix):
+            return float(q[: -len(suffix)]) * factor
+    return float(q) / 2**20
+
+
+def test_the_operators_default_memory_fits_the_measured_sizing_table() -> None:
+    """The chart states the versions its default memory is for; bench/sizing.json (written by
+    `make bench`'s scale runs) says what limit that many versions need, from their peak RSS."""
+    table = json.loads((REPO / "bench" / "sizing.json").read_text())
+    values = (CHART / "values.yaml").read_text()
+    stated = re.search(r"sized for up to ([\d,]+) versions", values)
+    assert stated, "values.yaml must say what the operator's resources are sized for"
+    capacity = int(stated.group(1).replace(",", ""))
+    rows = sorted(
+        (r for r in table["rows"] if r["versions"] >= capacity), key=lambda r: r["versions"]
+    )
+    assert rows, f"bench/sizing.json measured no run of {capacity:,} versions or more: make bench"
+    [container] = only(render(), "Deployment", "modelreg")["spec"]["template"]["spec"]["containers"]
+    resources = container["resources"]
+    limit = mebibytes(resources["limits"]["memory"])
+    assert limit >= rows[0]["limit_mib"], (
+        f"the default memory limit {resources['limits']['memory']} is below the "
+        f"{rows[0]['limit_mib']}Mi that {rows[0]['versions']:,} versions need "
+        f"(peak {rows[0]['peak_rss_mib']} MiB)"
+    )
+    assert mebibytes(resources["requests"]["memory"]) <= limit
+    # Larger registries are told what to set: the docs show the same table's figures.
+    docs = (REPO / "docs" / "operator.md").read_text()
+    assert f"sized for up to {capacity:,} versions" in docs
+    for row in table["rows"]:
+        assert f"| {row['versions']:,} | {row['limit_mib']}Mi |" in docs, row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -445,3 +446,24 @@ def test_a_first_check_writes_no_event_unless_its_outcome_is_news() -> None:
     assert events == ["Reverifying"]  # a check of a known version is news
     _, events = run(v, OK)
     assert events == ["Registered"]  # ... and so is its outcome
+
+
+def test_a_model_scaled_to_zero_serves_once_the_service_selects_it() -> None:
+    """spec.serving.replicas: 0 (a parked Model): no pod will ever be an endpoint, so the switch
+    cannot wait for endpoints to move; the version is Serving once the Service selects it and
+    routes to no other pod. It used to stay Rolling for ever (the 10,000-version benchmark)."""
+    parked = model().model_copy(deep=True)
+    parked.spec.serving.replicas = 0
+    vs = [version(1, "Production")]
+    zero = replace(dep(1, m=parked), replicas=0, ready_replicas=0)
+    p = run(vs, m=parked, deployments=[zero], service=None)
+    assert p.apply_service is not None
+    assert phase(p, "m-v1")[0] is Phase.ROLLING  # the Service is created in this pass
+    p = run(vs, m=parked, deployments=[zero], service=svc(1, endpoints=()))
+    assert phase(p, "m-v1") == (Phase.SERVING, Stage.PRODUCTION)
+    assert p.model_status is not None
+    ready = next(c for c in p.model_status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("True", "Serving")
+    # Old pods still behind the Service: not yet.
+    p = run(vs, m=parked, deployments=[zero], service=svc(1, endpoints=(0,)))
+    assert phase(p, "m-v1")[0] is Phase.ROLLING

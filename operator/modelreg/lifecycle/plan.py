@@ -245,6 +245,21 @@ def endpoints_moved(service: ServiceState | None, deployment: str) -> bool:
     return all(p.startswith(deployment + "-") for p in service.ready_pods)
 
 
+def _drained(service: ServiceState | None, dep: DeploymentState, version: int) -> bool:
+    """Has traffic left every other version for `dep`'s? Its pods are all the Service's ready
+    endpoints; or, scaled to zero (spec.serving.replicas: 0), the Service selects it and routes
+    to no pod at all: there is none to move to, and a Model parked at zero serves as that."""
+    if endpoints_moved(service, dep.name):
+        return True
+    return (
+        dep.replicas == 0
+        and dep.available
+        and service is not None
+        and service.version == version
+        and not service.ready_pods
+    )
+
+
 @dataclass(frozen=True)
 class Event:
     kind: str  # Model | ModelVersion
@@ -767,7 +782,7 @@ def plan(
     # another version may still receive requests (the switch happens in this pass or kube-proxy has
     # not caught up): it stays, and the EndpointSlice update brings the next pass.
     drained = serving is None or (
-        serving == current and serving in deps and endpoints_moved(service, deps[serving].name)
+        serving == current and serving in deps and _drained(service, deps[serving], serving)
     )
     for n, dep in deps.items():
         if n in keep or dep.name in out.delete_deployments:

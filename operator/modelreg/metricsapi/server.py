@@ -177,8 +177,10 @@ class Server:
             return await handler(request)
         except web.HTTPException:
             raise
-        except k8s.KubeError as e:
-            return _status(e.status or 503, "ServiceUnavailable", f"the Kubernetes API: {e}")
+        except k8s.Unavailable as e:
+            return _status(503, "ServiceUnavailable", f"the Kubernetes API is unavailable: {e}")
+        except k8s.KubeError as e:  # Forbidden: a namespace its RBAC does not cover
+            return _status(500, "InternalError", f"the metrics API's own request failed: {e}")
 
     async def _review(self, who: User, attributes: dict[str, Any]) -> tuple[bool, str]:
         key = (who, json.dumps(attributes, sort_keys=True))
@@ -224,7 +226,7 @@ class Server:
             return _status(404, "NotFound", f"{ns}/{name} is not a ready serving pod of modelreg")
         values = await asyncio.gather(*(self._value(*t) for t in targets))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        found = [cm.PodValue(pod, v, w, stamp) for pod, vw in values if vw for v, w in [vw]]
+        found = [cm.PodValue(pod, *read, stamp) for pod, read in values if read is not None]
         return web.json_response(cm.metric_value_list(ns, metric, found))
 
     async def _value(self, uid: str, pod: str, url: str) -> tuple[str, tuple[float, float] | None]:

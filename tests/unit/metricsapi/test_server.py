@@ -322,3 +322,23 @@ def test_the_certificate_is_renewed_before_it_expires_and_names_the_service() ->
     assert not certs.usable(bundle, "other", "sys", NOW)
     assert certs.Bundle.from_secret_data(bundle.secret_data()) == bundle
     assert certs.Bundle.from_secret_data({"ca.crt": "eA=="}) is None
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (k8s.Unavailable("connection refused"), 503, "the Kubernetes API is unavailable"),
+        (k8s.Forbidden("pods is forbidden", 403), 500, "the metrics API's own request failed"),
+    ],
+)
+def test_the_api_servers_failures_are_the_servers_not_the_callers(
+    harness: Harness, error: k8s.KubeError, code: int, message: str
+) -> None:
+    def fail(namespace: str, selector: str) -> list[dict[str, Any]]:
+        raise error
+
+    harness.kube.list_pods = fail  # type: ignore[method-assign]
+    status, body = harness.get(PATH)
+    assert status == code
+    assert isinstance(body, dict)
+    assert body["message"].startswith(message)
