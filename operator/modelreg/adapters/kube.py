@@ -318,21 +318,11 @@ class Kube:
         import base64  # noqa: PLC0415
         import secrets  # noqa: PLC0415
 
-        try:
-            key = self.get_secret_data(namespace, name).get("key", "")
-        except NotFound:
-            key = ""
-            body = client.V1Secret(
-                metadata=client.V1ObjectMeta(
-                    name=name,
-                    labels={"app.kubernetes.io/managed-by": "modelreg"},
-                ),
-                type="Opaque",
-                data={"key": base64.b64encode(secrets.token_hex(32).encode()).decode()},
-            )
-            with contextlib.suppress(Conflict):  # another replica created it first
-                self._do(self.core.create_namespaced_secret, namespace, body)
-            key = self.get_secret_data(namespace, name).get("key", "")
+        def fresh() -> Body:
+            return {"key": base64.b64encode(secrets.token_hex(32).encode()).decode()}
+
+        data = self.get_or_create_secret(namespace, name, fresh)
+        key = base64.b64decode(data.get("key", "")).decode()
         if not key:
             raise KubeError(f"the seal Secret {namespace}/{name} has no data key 'key'")
         return key

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -57,6 +58,23 @@ def cpu_utilization(hpa: dict[str, Any]) -> int | None:
     return None
 
 
+def first_reading(
+    kubectl: Kubectl,
+    namespace: str,
+    model: str,
+    reading: Callable[[dict[str, Any]], float | None],
+    what: str,
+) -> dict[str, Any]:
+    """The Model's autoscaler once `reading` finds a value in its status."""
+
+    def read() -> dict[str, Any] | None:
+        found = the_autoscaler(kubectl, namespace, model)
+        return found if reading(found) is not None else None
+
+    found: dict[str, Any] = wait_for(read, timeout=120, what=what)
+    return found
+
+
 @pytest.mark.timeout(900)
 def test_the_autoscaler_scales_and_follows_a_promotion_under_load(
     release: Release, apps: Registry, kubectl: Kubectl, onnx_model: Onnx
@@ -73,14 +91,12 @@ def test_the_autoscaler_scales_and_follows_a_promotion_under_load(
     assert hpa["metadata"]["ownerReferences"][0]["kind"] == "Model"
 
     # metrics-server answers for the serving pod: the autoscaler reads its utilization.
-    def measured() -> dict[str, Any] | None:
-        found = the_autoscaler(kubectl, ns, model)
-        return found if cpu_utilization(found) is not None else None
-
-    hpa = wait_for(
-        measured,
-        timeout=120,
-        what="the autoscaler's first CPU reading from metrics-server",
+    hpa = first_reading(
+        kubectl,
+        ns,
+        model,
+        cpu_utilization,
+        "the autoscaler's first CPU reading from metrics-server",
     )
     idle = cpu_utilization(hpa)
     assert idle is not None, hpa["status"]
@@ -239,15 +255,7 @@ def test_the_autoscaler_scales_on_requests_in_flight_through_the_custom_metrics_
     )  # fmt: skip
     assert '"code": 401' in direct.stdout, direct.stdout + direct.stderr
 
-    def read() -> dict[str, Any] | None:
-        found = the_autoscaler(kubectl, ns, model)
-        return found if in_flight(found) is not None else None
-
-    hpa = wait_for(
-        read,
-        timeout=120,
-        what="the autoscaler's first in-flight reading",
-    )
+    hpa = first_reading(kubectl, ns, model, in_flight, "the autoscaler's first in-flight reading")
     idle = in_flight(hpa)
     assert idle is not None, hpa["status"]
     assert idle < 0.5, hpa["status"]
